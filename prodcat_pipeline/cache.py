@@ -136,15 +136,11 @@ class VectorStore:
         for shard in self.manifest["shards"]:
             emb = self.folder / shard["emb"]
             if not emb.exists() or not (self.folder / shard["meta"]).exists():
-                raise CacheError(
-                    f"cache shard {emb.name} listed in the manifest is missing; delete {self.folder}"
-                )
+                raise CacheError(f"cache shard {emb.name} listed in the manifest is missing; delete {self.folder}")
             try:
                 arr = np.load(emb, mmap_mode="r")
             except (OSError, ValueError) as exc:
-                raise CacheError(
-                    f"cache shard {emb} is corrupt ({exc}); delete {self.folder} to rebuild"
-                ) from exc
+                raise CacheError(f"cache shard {emb} is corrupt ({exc}); delete {self.folder} to rebuild") from exc
             if arr.shape != (shard["rows"], dim):
                 raise CacheError(
                     f"cache shard {emb} has shape {arr.shape}, manifest says ({shard['rows']}, {dim}); "
@@ -172,8 +168,7 @@ class VectorStore:
         import pyarrow.parquet as pq
 
         parts = [
-            pq.read_table(self.folder / s["meta"], columns=["text_hash"])["text_hash"]
-            for s in self.manifest["shards"]
+            pq.read_table(self.folder / s["meta"], columns=["text_hash"])["text_hash"] for s in self.manifest["shards"]
         ]
         if not parts:
             return pa.array([], pa.string())
@@ -260,9 +255,7 @@ class CachedDataset:
 
     def split_arrays(self, split: str, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
         m = self.mask(split)
-        return self.store.gather(self.rows["vec"].to_numpy()[m], dtype=dtype), self.rows["label"].to_numpy()[
-            m
-        ]
+        return self.store.gather(self.rows["vec"].to_numpy()[m], dtype=dtype), self.rows["label"].to_numpy()[m]
 
     def column(self, name: str, split: str | None = None) -> np.ndarray:
         col = self.rows[name].to_numpy(zero_copy_only=False)

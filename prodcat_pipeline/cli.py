@@ -23,9 +23,7 @@ class _Group(TyperGroup):
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            typer.echo(
-                "Interrupted: everything written so far is kept; run the same command to resume.", err=True
-            )
+            typer.echo("Interrupted: everything written so far is kept; run the same command to resume.", err=True)
             raise typer.Exit(130) from None
 
 
@@ -39,9 +37,7 @@ app = typer.Typer(
 )
 
 # ---------------------------------------------------------------- options shared by several commands
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="pipeline.yaml to read (flags override it).")
-]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="pipeline.yaml to read (flags override it).")]
 DataOpt = Annotated[
     str | None,
     typer.Option(
@@ -60,13 +56,9 @@ ModelOpt = Annotated[
 ]
 CacheDirOpt = Annotated[
     str | None,
-    typer.Option(
-        "--cache-dir", "--cache_dir", help="Cache root (default $PRODCAT_CACHE or ~/.cache/prodcat)."
-    ),
+    typer.Option("--cache-dir", "--cache_dir", help="Cache root (default $PRODCAT_CACHE or ~/.cache/prodcat)."),
 ]
-DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present).")
-]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present).")]
 TextColOpt = Annotated[
     str | None,
     typer.Option("--text-column", "--text_column", help="Column holding the title (default text)."),
@@ -77,9 +69,7 @@ LabelColOpt = Annotated[
 ]
 LangColOpt = Annotated[
     str | None,
-    typer.Option(
-        "--language-column", "--language_column", help="Language column [language]; detected if absent."
-    ),
+    typer.Option("--language-column", "--language_column", help="Language column [language]; detected if absent."),
 ]
 ClusterColOpt = Annotated[
     str | None,
@@ -125,9 +115,7 @@ def resolve_config(config: Path | None, overrides: dict):
 
 @app.callback()
 def _root(
-    version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
-    ] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
 ):
     """prodcat: encode product titles once into an embedding cache, then train and compare heads fast."""
     if version:

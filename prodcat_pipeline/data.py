@@ -233,9 +233,7 @@ def load_dataset(cfg: DataConfig | str | Path) -> Dataset:
     if table["language"].null_count == table.num_rows:
         from .language import detect_languages
 
-        table = table.set_column(
-            table.column_names.index("language"), "language", detect_languages(table["text"])
-        )
+        table = table.set_column(table.column_names.index("language"), "language", detect_languages(table["text"]))
         language_detected = True
     elif table["language"].null_count:
         table = table.set_column(
@@ -256,18 +254,14 @@ def load_dataset(cfg: DataConfig | str | Path) -> Dataset:
 def _normalise(table: pa.Table, split: str | None, cfg: DataConfig, source: str) -> pa.Table:
     text = _require_column(table, cfg.text_column, "text", "--text-column", source)
     label = _require_column(table, cfg.label_column, "label", "--label-column", source)
-    if not (
-        pa.types.is_string(text.type) or pa.types.is_large_string(text.type) or pa.types.is_null(text.type)
-    ):
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type) or pa.types.is_null(text.type)):
         raise ProdcatError(f"text column '{cfg.text_column}' in {source} holds {text.type}, not strings")
     n = table.num_rows
     if split is not None:
         split_col = pa.array([split] * n, pa.string())
     elif cfg.split_column in table.column_names:
         values = pc.cast(table[cfg.split_column], pa.string())
-        mapped = [
-            _canonical_split(v, source) if v is not None else None for v in pc.unique(values).to_pylist()
-        ]
+        mapped = [_canonical_split(v, source) if v is not None else None for v in pc.unique(values).to_pylist()]
         lookup = dict(zip(pc.unique(values).to_pylist(), mapped, strict=True))
         split_col = pa.array([lookup[v] for v in values.to_pylist()], pa.string())
     else:

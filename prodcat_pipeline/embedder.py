@@ -53,9 +53,7 @@ class EmbedResult:
         return self.encoded / self.encode_seconds if self.encode_seconds else 0.0
 
 
-def embed(
-    config: PipelineConfig | None = None, *, show_progress: bool | None = None, **overrides
-) -> EmbedResult:
+def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = None, **overrides) -> EmbedResult:
     """Encode every distinct title of `config.data` not yet in the cache; write the dataset's row index.
 
     Example:
@@ -86,9 +84,7 @@ def embed(
     uniques = encoded_dict.dictionary.to_pylist()
     row_unique = encoded_dict.indices.to_numpy()
     hashes = pa.array(text_hashes(uniques), pa.string())
-    missing = np.flatnonzero(
-        pc.is_null(pc.index_in(hashes, value_set=store.hashes())).to_numpy(zero_copy_only=False)
-    )
+    missing = np.flatnonzero(pc.is_null(pc.index_in(hashes, value_set=store.hashes())).to_numpy(zero_copy_only=False))
     log.info("%d rows, %d distinct titles, %d to encode", len(ds), len(uniques), len(missing))
 
     encode_seconds, shards_written = 0.0, 0
@@ -215,9 +211,7 @@ def _with_overrides(config: PipelineConfig | None, overrides: dict) -> PipelineC
     }
     for name, value in overrides.items():
         if name not in mapping:
-            raise TypeError(
-                f"embed() got an unexpected keyword argument '{name}'; valid: {', '.join(mapping)}"
-            )
+            raise TypeError(f"embed() got an unexpected keyword argument '{name}'; valid: {', '.join(mapping)}")
         if value is not None:
             section, field = mapping[name]
             setattr(getattr(config, section), field, str(value) if field in ("path", "dir") else value)

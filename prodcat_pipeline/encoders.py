@@ -94,9 +94,7 @@ def resolve_device(device: str | None = None) -> str:
 
     if device:
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ProdcatError(
-                f"device '{device}' asked for, but CUDA is not available here; use --device cpu"
-            )
+            raise ProdcatError(f"device '{device}' asked for, but CUDA is not available here; use --device cpu")
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -24,7 +24,7 @@ _LAZY = {
     "load_config": ".config",
     "train": ".trainer",
     "knn_eval": ".knn",
-    "predict": ".predict",
+    "predict": ".predictor",
     "run": ".pipeline",
     "ProdcatError": ".errors",
 }

@@ -57,7 +57,7 @@ def write_parquet_atomic(final: str | os.PathLike, table) -> None:
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     """Delete temporaries a killed writer left behind; they were never listed anywhere."""
     n = 0
-    for p in Path(folder).glob(f"*{TMP_MARK}*"):
+    for p in Path(folder).rglob(f"*{TMP_MARK}*"):
         p.unlink(missing_ok=True)
         n += 1
     return n

@@ -46,7 +46,8 @@ class CacheError(ProdcatError):
 
 def preprocess_texts(texts: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     """The text preprocessing every encoder sees (recorded in the manifest as PREPROCESSING)."""
-    return pc.replace_substring_regex(pc.utf8_trim_whitespace(texts), r"\s+", " ")
+    # \s in RE2 is ASCII-only: \p{Z} adds no-break and other Unicode spaces
+    return pc.replace_substring_regex(pc.utf8_trim_whitespace(texts), r"[\s\p{Z}\x0b]+", " ")
 
 
 def text_hashes(texts: list[str]) -> list[str]:
@@ -121,11 +122,15 @@ class VectorStore:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CacheError(f"corrupt cache manifest {path} ({exc}); delete {folder} to rebuild it") from exc
+        if not isinstance(manifest, dict):
+            raise CacheError(f"corrupt cache manifest {path} (not a JSON object); delete {folder} to rebuild it")
         if manifest.get("format") != FORMAT or manifest.get("key") != key:
             raise CacheError(
                 f"cache manifest {path} does not match this encoder/settings "
                 f"(key {manifest.get('key')!r}, expected {key!r}); delete {folder} to rebuild it"
             )
+        if not isinstance(manifest.get("shards"), list) or not isinstance(manifest.get("datasets"), dict):
+            raise CacheError(f"corrupt cache manifest {path} (no shard list); delete {folder} to rebuild it")
         store = cls(folder, manifest)
         store.check(verify=verify)
         return store
@@ -167,9 +172,14 @@ class VectorStore:
     def hashes(self) -> pa.Array:
         import pyarrow.parquet as pq
 
-        parts = [
-            pq.read_table(self.folder / s["meta"], columns=["text_hash"])["text_hash"] for s in self.manifest["shards"]
-        ]
+        parts = []
+        for shard in self.manifest["shards"]:
+            try:
+                parts.append(pq.read_table(self.folder / shard["meta"], columns=["text_hash"])["text_hash"])
+            except (OSError, pa.ArrowInvalid, KeyError) as exc:
+                raise CacheError(
+                    f"cache shard {shard['meta']} is corrupt ({exc}); delete {self.folder} to rebuild"
+                ) from exc
         if not parts:
             return pa.array([], pa.string())
         return pa.chunked_array([c for p in parts for c in p.chunks], pa.string()).combine_chunks()

@@ -43,47 +43,53 @@ class CacheConfig(_Section):
 
 
 class TrainConfig(_Section):
-    head: str = "v2"  # linear (v1) | v2 (residual) | v3 (contrastive)
-    epochs: int = Field(10, ge=0)
-    batch_size: int = Field(256, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    lr_schedule: Literal["none", "cosine", "exponential"] = "cosine"
-    lr_warmup_steps: int = Field(0, ge=0)  # optimizer steps of linear warm-up
-    lr_min_scale: float = Field(0.01, ge=0, le=1)  # floor of the schedule, as a fraction of lr
-    lr_decay: float = Field(0.9999, gt=0, le=1)  # per-step factor of the exponential schedule
-    classifier_hidden: int = Field(512, gt=0)
-    classifier_dropout: float = Field(0.1, ge=0, lt=1)
-    classifier_no_residual: bool = False
-    normalize_input: bool = True  # L2-normalise cached vectors before the head
-    contrastive_dim: int = Field(128, gt=0)
-    contrastive_weight: float = Field(0.1, ge=0)
-    contrastive_temp: float = Field(0.07, gt=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    focal_gamma: float = Field(0.0, ge=0)  # 0 = plain cross-entropy
-    focal_alpha: float | None = Field(None, gt=0)  # scalar weight of the focal term (None = 1)
-    amp: bool = False  # bf16/fp16 autocast on CUDA, bf16 on CPU
-    seed: int = 0
-    early_stopping_patience: int = Field(0, ge=0)  # epochs without validation macro-F1 gain; 0 = off
-    save_every: int = Field(1, ge=0)  # checkpoint every N epochs (0 = only best/last)
-    device: str | None = None
-    # language-aware training (issue: minority languages)
-    lang_sampling_temp: float = Field(1.0, ge=0)  # 1 = natural frequencies, 0 = uniform over languages
-    lang_loss_weights: str | None = None  # "auto" or "en=1,de=2,..."
-    lang_class_weights: bool = False  # per-(language, class) inverse-frequency weights
-    lang_centering: bool = False  # subtract each language's mean vector (stored with the head)
-    lang_remove_directions: int = Field(0, ge=0)  # also project out the top-k language directions
-    init_from: str | None = None  # a run folder to start from (fine-tune)
-    languages: list[str] | None = None  # train only on these languages
-    teacher: str | None = None  # a run folder whose logits regularise this run (KL)
-    kl_weight: float = Field(0.0, ge=0)
-    kl_temperature: float = Field(1.0, gt=0)
-    cross_lang_positives: bool = False  # v3: same cluster in another language counts as positive
-    # metrics
-    lang_min_samples: int = Field(20, ge=0)
-    lang_top_k: int = Field(10, ge=0)  # per-language rows shown in the printed table
-    no_lang_metrics: bool = False
+    """Stage-two settings; every field is also a `prodcat train` flag (--field_name or --field-name)."""
+
+    head: str = Field("v2", description="Head: linear (v1), v2 (residual) or v3 (contrastive).")
+    epochs: int = Field(10, ge=0, description="Passes over the training split.")
+    batch_size: int = Field(256, gt=0, description="Rows per micro-batch.")
+    grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
+    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    lr_schedule: Literal["none", "cosine", "exponential"] = Field("cosine", description="none, cosine or exponential.")
+    lr_warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warm-up.")
+    lr_min_scale: float = Field(0.01, ge=0, le=1, description="Floor of the schedule, as a fraction of lr.")
+    lr_decay: float = Field(0.9999, gt=0, le=1, description="Per-step factor of the exponential schedule.")
+    classifier_hidden: int = Field(512, gt=0, description="Hidden width of the v2/v3 residual block.")
+    classifier_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the residual block.")
+    classifier_no_residual: bool = Field(False, description="v2/v3: do not add the block's output to its input.")
+    normalize_input: bool = Field(True, description="L2-normalise cached vectors before the head.")
+    contrastive_dim: int = Field(128, gt=0, description="v3: projection size for the contrastive loss.")
+    contrastive_weight: float = Field(0.1, ge=0, description="v3: weight of the SupCon term.")
+    contrastive_temp: float = Field(0.07, gt=0, description="v3: SupCon temperature.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    focal_gamma: float = Field(0.0, ge=0, description="Focal-loss gamma (0 = plain cross-entropy).")
+    focal_alpha: float | None = Field(None, gt=0, description="Scalar weight of the focal loss (default 1).")
+    amp: bool = Field(False, description="Mixed precision: bf16/fp16 autocast on CUDA, bf16 on CPU.")
+    seed: int = Field(0, description="Seed of initialisation, sampling and dropout.")
+    early_stopping_patience: int = Field(
+        0, ge=0, description="Stop after N epochs without val macro-F1 gain (0 = off)."
+    )
+    save_every: int = Field(1, ge=0, description="Keep a checkpoint every N epochs (0 = only best and last).")
+    device: str | None = Field(None, description="cpu, cuda, ... (default: CUDA when present).")
+    lang_sampling_temp: float = Field(
+        1.0, ge=0, description="Language sampling temperature: 1 = natural frequencies, 0 = uniform over languages."
+    )
+    lang_loss_weights: str | None = Field(None, description="Per-language loss weights: auto or en=1,de=2,...")
+    lang_class_weights: bool = Field(False, description="Balance classes within each language in the loss.")
+    lang_centering: bool = Field(False, description="Subtract each language's mean vector (stored with the head).")
+    lang_remove_directions: int = Field(0, ge=0, description="Also project out the top-k language directions.")
+    init_from: str | None = Field(None, description="Start from this run folder's best head (fine-tune).")
+    languages: list[str] | None = Field(None, description="Train only on these languages (comma-separated).")
+    teacher: str | None = Field(None, description="Run folder whose logits regularise this run (KL).")
+    kl_weight: float = Field(0.0, ge=0, description="Weight of the KL term towards --teacher.")
+    kl_temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KL term.")
+    cross_lang_positives: bool = Field(
+        False, description="v3: positives are same-label rows in other languages or the same cluster."
+    )
+    lang_min_samples: int = Field(20, ge=0, description="Rows a language needs to get per-language metrics.")
+    lang_top_k: int = Field(10, ge=0, description="Languages shown in the printed tables.")
+    no_lang_metrics: bool = Field(False, description="Skip per-language metrics.")
 
 
 class KnnConfig(_Section):
@@ -103,8 +109,26 @@ class PipelineConfig(_Section):
     train: TrainConfig = TrainConfig()
     knn: KnnConfig = KnnConfig()
     heads: list[str] = ["linear", "v2", "v3"]  # heads `prodcat run` trains
+    head_overrides: dict[str, dict] = {}  # per-head train settings for `prodcat run`, e.g. {linear: {lr: 0.01}}
     run_knn: bool = True
     out: str = "runs/pipeline"  # where `prodcat run` writes one folder per head
+
+
+def train_config_for(config: PipelineConfig, head: str) -> PipelineConfig:
+    """A copy of `config` whose train section is set up for `head` (with its head_overrides applied)."""
+    from .heads import canonical_head
+
+    head = canonical_head(head)
+    overrides: dict = {}
+    for key, values in config.head_overrides.items():  # keys may be aliases (v1, residual, contrastive)
+        if canonical_head(key) == head:
+            overrides.update(values)
+    merged = {**config.train.model_dump(), **overrides, "head": head}
+    try:
+        train = TrainConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ProdcatError(_format_validation_error(exc, f"head_overrides.{head}")) from None
+    return config.model_copy(update={"train": train}, deep=True)
 
 
 def default_cache_dir() -> Path:

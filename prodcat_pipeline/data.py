@@ -108,6 +108,9 @@ def dataset_fingerprint(cfg: DataConfig) -> str:
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for split, f in _data_files(root):
         h.update(f"{split}:{f.name}:".encode())
+        info = f.parent / "dataset_info.json"  # ClassLabel names live here, not in the arrow data
+        if f.suffix == ".arrow" and info.exists():
+            h.update(info.read_bytes())
         try:
             with open(f, "rb") as fh:
                 while chunk := fh.read(1 << 22):
@@ -208,7 +211,7 @@ def load_dataset(cfg: DataConfig | str | Path) -> Dataset:
         source = str(f)
         table = _read_table(f)
         split = _canonical_split(split, source)
-        if split == "full" and any(s in SPLITS for s, _ in files if s):
+        if split == "full" and any(_canonical_split(s, source) in SPLITS for s, _ in files if s):
             continue  # `full` is the union of the other splits: never evaluated, never trained twice
         names = _class_label_names(f.parent, cfg.label_column)
         if names is not None:
@@ -342,7 +345,9 @@ def make_grouped_split(table: pa.Table, cfg: DataConfig) -> pa.Array:
     if (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
         raise ProdcatError(f"split fractions must be >= 0 and sum to 1, got {tuple(cfg.split_fractions)}")
     key = table["cluster"]
-    text_key = pc.utf8_lower(pc.utf8_trim_whitespace(table["text"]))
+    from .cache import preprocess_texts
+
+    text_key = pc.utf8_lower(preprocess_texts(table["text"]))
     key = pc.if_else(pc.is_null(key), pc.binary_join_element_wise("text:", text_key, ""), key)
     groups = pc.dictionary_encode(key).combine_chunks().indices.to_numpy()
     labels = table["label"].to_numpy()

@@ -157,7 +157,8 @@ def _encode_missing(
     """Encode `texts` shard by shard; a writer thread saves shard i while shard i+1 is encoded."""
     device = resolve_device(config.encoder.device or config.train.device)
     model = load_encoder(config.encoder.model, device=device, precision=config.encoder.precision)
-    dim = getattr(model, "get_embedding_dimension", model.get_sentence_embedding_dimension)()
+    dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = dim_fn()
     if store.manifest["dim"] is None:
         store.manifest["dim"] = int(dim)
         store.manifest["encoder"]["device"] = device

@@ -12,7 +12,7 @@ from .errors import ProdcatError
 
 log = logging.getLogger(__name__)
 
-PREPROCESSING = "strip+collapse-whitespace/v1"  # what cache.preprocess_texts does; part of the cache key
+PREPROCESSING = "strip+collapse-unicode-whitespace/v2"  # what cache.preprocess_texts does; part of the cache key
 USE_NAME = "use-multilingual"
 MINILM_NAME = "minilm"
 ALIASES = {

@@ -1,0 +1,130 @@
+"""Classifier heads on cached vectors: linear (v1), residual MLP (v2), residual + SupCon projection (v3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import ProdcatError
+
+
+class InputTransform(nn.Module):
+    """What every head does to a cached vector first: optional per-language centring, removal of
+    language-identifying directions, and L2 normalisation. Its statistics are buffers, so they are
+    saved with the head and prediction applies exactly the same shift."""
+
+    def __init__(self, dim: int, n_languages: int = 0, n_directions: int = 0, normalize: bool = True):
+        super().__init__()
+        self.normalize = normalize
+        self.register_buffer("lang_means", torch.zeros(n_languages, dim))
+        self.register_buffer("directions", torch.zeros(n_directions, dim))
+
+    @property
+    def centring(self) -> bool:
+        return self.lang_means.shape[0] > 0
+
+    def forward(self, x: torch.Tensor, lang: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.float()
+        if self.centring:
+            if lang is None:
+                raise ValueError("this head centres per language: pass the language ids")
+            known = lang >= 0  # unseen languages (-1) are not shifted
+            shift = self.lang_means[lang.clamp(min=0)] * known.unsqueeze(1)
+            x = x - shift
+        if self.directions.shape[0]:
+            x = x - (x @ self.directions.T) @ self.directions
+        if self.normalize:
+            x = nn.functional.normalize(x, dim=1)
+        return x
+
+
+class LinearHead(nn.Module):
+    """v1: one linear layer on the (transformed) embedding."""
+
+    def __init__(self, dim: int, n_classes: int, transform: InputTransform | None = None, **_):
+        super().__init__()
+        self.transform = transform or InputTransform(dim)
+        self.classifier = nn.Linear(dim, n_classes)
+
+    def features(self, x, lang=None):
+        return self.transform(x, lang)
+
+    def forward(self, x, lang=None):
+        return self.classifier(self.features(x, lang)), None
+
+
+class ResidualHead(nn.Module):
+    """v2: LayerNorm -> Linear(d, hidden) -> GELU -> Dropout -> Linear(hidden, d), added back to the input
+    (unless `residual=False`), then a linear classifier."""
+
+    def __init__(
+        self,
+        dim: int,
+        n_classes: int,
+        hidden: int = 512,
+        dropout: float = 0.1,
+        residual: bool = True,
+        transform: InputTransform | None = None,
+        **_,
+    ):
+        super().__init__()
+        self.transform = transform or InputTransform(dim)
+        self.residual = residual
+        self.block = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+        self.classifier = nn.Linear(dim, n_classes)
+
+    def features(self, x, lang=None):
+        x = self.transform(x, lang)
+        h = self.block(x)
+        return x + h if self.residual else h
+
+    def forward(self, x, lang=None):
+        return self.classifier(self.features(x, lang)), None
+
+
+class ContrastiveHead(ResidualHead):
+    """v3: the v2 head plus a projection head (-> `contrastive_dim`, L2-normalised) whose output feeds a
+    supervised contrastive loss during training; prediction uses the classifier only."""
+
+    def __init__(self, dim: int, n_classes: int, contrastive_dim: int = 128, **kw):
+        super().__init__(dim, n_classes, **kw)
+        self.projection = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, contrastive_dim))
+
+    def forward(self, x, lang=None):
+        f = self.features(x, lang)
+        z = nn.functional.normalize(self.projection(f), dim=1) if self.training else None
+        return self.classifier(f), z
+
+
+HEADS = {"linear": LinearHead, "v2": ResidualHead, "v3": ContrastiveHead}
+HEAD_ALIASES = {"v1": "linear", "residual": "v2", "contrastive": "v3"}
+
+
+def canonical_head(name: str) -> str:
+    key = name.strip().lower()
+    key = HEAD_ALIASES.get(key, key)
+    if key not in HEADS:
+        raise ProdcatError(f"unknown head '{name}': choose one of linear (v1), v2 (residual), v3 (contrastive)")
+    return key
+
+
+def build_head(name: str, dim: int, n_classes: int, args: dict) -> nn.Module:
+    """A head from its registry name and its shape/hyper-parameter dict (as stored in checkpoints)."""
+    name = canonical_head(name)
+    transform = InputTransform(
+        dim,
+        n_languages=args.get("n_centred_languages", 0),
+        n_directions=args.get("n_removed_directions", 0),
+        normalize=args.get("normalize_input", True),
+    )
+    return HEADS[name](
+        dim,
+        n_classes,
+        hidden=args.get("hidden", 512),
+        dropout=args.get("dropout", 0.1),
+        residual=args.get("residual", True),
+        contrastive_dim=args.get("contrastive_dim", 128),
+        transform=transform,
+    )

@@ -1,0 +1,112 @@
+"""Language-aware training: temperature sampling over languages, loss weights, centring statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ProdcatError
+
+
+class LanguageSampler:
+    """Per-epoch order of training rows.
+
+    With temperature T = 1 an epoch is a plain permutation (natural frequencies). Otherwise each row is
+    drawn with replacement with probability q_lang / n_lang, where q_lang is proportional to n_lang ** T:
+    T = 0 gives every language the same share, 0 < T < 1 flattens the skew.
+    """
+
+    def __init__(self, lang_ids: np.ndarray, n_languages: int, temperature: float = 1.0):
+        self.n = len(lang_ids)
+        self.temperature = float(temperature)
+        self.probabilities = None
+        if self.temperature != 1.0:
+            counts = np.bincount(lang_ids[lang_ids >= 0], minlength=n_languages).astype(np.float64)
+            share = np.where(counts > 0, counts**self.temperature, 0.0)
+            share /= share.sum()
+            per_row = np.where(lang_ids >= 0, share[lang_ids.clip(0)] / counts[lang_ids.clip(0)].clip(1), 0.0)
+            self.language_share = share
+            self.probabilities = per_row / per_row.sum()
+
+    def epoch_order(self, rng: np.random.Generator) -> np.ndarray:
+        if self.probabilities is None:
+            return rng.permutation(self.n)
+        return rng.choice(self.n, size=self.n, replace=True, p=self.probabilities)
+
+
+def parse_language_weights(spec: str, languages: list[str]) -> dict[str, float]:
+    """'en=1,de=2' -> {'en': 1.0, 'de': 2.0}; unknown codes are an error that lists the known ones."""
+    out = {}
+    for part in spec.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ProdcatError(
+                f"--lang_loss_weights: expected 'auto' or code=weight pairs like en=1,de=2, got '{part}'"
+            )
+        code, value = (s.strip() for s in part.split("=", 1))
+        if code not in languages:
+            raise ProdcatError(
+                f"--lang_loss_weights: language '{code}' is not in the training data ({', '.join(languages)})"
+            )
+        try:
+            out[code] = float(value)
+        except ValueError:
+            raise ProdcatError(f"--lang_loss_weights: weight for '{code}' is not a number: '{value}'") from None
+        if out[code] < 0:
+            raise ProdcatError(f"--lang_loss_weights: weight for '{code}' must be >= 0")
+    return out
+
+
+def sample_weights(
+    labels: np.ndarray,
+    lang_ids: np.ndarray,
+    n_classes: int,
+    lang_loss_weights: str | None,
+    languages: list[str],
+    lang_class_weights: bool = False,
+) -> np.ndarray | None:
+    """Per-row loss weights (None = all ones).
+
+    `auto`: each language weighted by sqrt(n_largest / n_lang), capped at 10; explicit `en=1,de=2` pairs
+    set them directly (unlisted languages keep 1). `lang_class_weights`: within each language, class c
+    is weighted n_lang / (k_lang * n_lang_c) (balanced), capped at 10.
+    """
+    if not lang_loss_weights and not lang_class_weights:
+        return None
+    w = np.ones(len(labels), dtype=np.float64)
+    counts = np.bincount(lang_ids[lang_ids >= 0], minlength=len(languages)).astype(np.float64)
+    if lang_loss_weights:
+        if lang_loss_weights.strip().lower() == "auto":
+            per_lang = np.sqrt(counts.max() / counts.clip(1)).clip(max=10.0)
+        else:
+            given = parse_language_weights(lang_loss_weights, languages)
+            per_lang = np.array([given.get(code, 1.0) for code in languages])
+        w *= np.where(lang_ids >= 0, per_lang[lang_ids.clip(0)], 1.0)
+    if lang_class_weights:
+        pair = lang_ids.clip(0) * n_classes + labels
+        pair_counts = np.bincount(pair, minlength=len(languages) * n_classes).reshape(len(languages), n_classes)
+        k = (pair_counts > 0).sum(1).clip(1)
+        cw = (pair_counts.sum(1, keepdims=True) / (k[:, None] * pair_counts.clip(1))).clip(max=10.0)
+        w *= cw[lang_ids.clip(0), labels]
+    if not w.sum() > 0:
+        raise ProdcatError("language/class loss weights are 0 for every training row: give some language a weight > 0")
+    return (w / w.mean()).astype(np.float32)
+
+
+def language_statistics(X: np.ndarray, lang_ids: np.ndarray, n_languages: int, n_directions: int = 0):
+    """Mean vector per language (on the training rows) and the top `n_directions` directions that separate
+    the languages' means (principal axes of the centred means), as orthonormal rows."""
+    dim = X.shape[1]
+    means = np.zeros((n_languages, dim), dtype=np.float32)
+    for i in range(n_languages):
+        m = lang_ids == i
+        if m.any():
+            means[i] = X[m].mean(0)
+    directions = np.zeros((n_directions, dim), dtype=np.float32)
+    if n_directions:
+        present = means[np.bincount(lang_ids[lang_ids >= 0], minlength=n_languages) > 0]
+        centred = present - present.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        k = min(n_directions, len(vt))
+        directions[:k] = vt[:k]
+    return means, directions

@@ -70,8 +70,9 @@ def fasttext_baseline(path, text_column, cached):
                 if s == "train":
                     fh.write(f"__label__{y} {t}\n")
         t0 = time.perf_counter()
-        model = fasttext.train_supervised(str(train_file), epoch=25, lr=0.5, wordNgrams=2, minn=2, maxn=5,
-                                          dim=100, verbose=0, thread=2, seed=0)
+        model = fasttext.train_supervised(
+            str(train_file), epoch=25, lr=0.5, wordNgrams=2, minn=2, maxn=5, dim=100, verbose=0, thread=2, seed=0
+        )
         seconds = time.perf_counter() - t0
     val = [i for i, s in enumerate(split) if s == "validation"]
     # the low-level call: fastText's own predict() breaks on NumPy 2 (np.array(copy=False))
@@ -80,8 +81,9 @@ def fasttext_baseline(path, text_column, cached):
 
 
 def row(name, y_true, y_pred, languages, seconds, note=""):
-    from prodcat_pipeline.metrics import non_english_mean, per_language_f1
     from sklearn.metrics import f1_score
+
+    from prodcat_pipeline.metrics import non_english_mean, per_language_f1
 
     per_lang = per_language_f1(y_true, y_pred, languages, lang_min_samples=20) if languages is not None else {}
     return {
@@ -166,8 +168,10 @@ def main(argv=None) -> int:
             print(f"\n### {ds_name} — encoder {model} ({emb.rows:,} rows, {emb.unique_texts:,} distinct titles)\n")
             print(format_markdown(rows))
             margin = best_head["val_macro_f1"] - best_base["val_macro_f1"]
-            print(f"best head {best_head['model']} vs best baseline {best_base['model']}: "
-                  f"{margin:+.4f} validation macro-F1 (ratio {best_head['val_macro_f1'] / best_base['val_macro_f1']:.3f}x)")
+            print(
+                f"best head {best_head['model']} vs best baseline {best_base['model']}: "
+                f"{margin:+.4f} validation macro-F1 (ratio {best_head['val_macro_f1'] / best_base['val_macro_f1']:.3f}x)"
+            )
             sys.stdout.flush()
     return 0
 

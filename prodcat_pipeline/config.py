@@ -12,7 +12,7 @@ from .errors import ProdcatError
 
 
 class _Section(BaseModel):
-    # Unknown keys are errors that name the key; values are validated, never coerced silently.
+    # Unknown keys are errors that name the key; values are validated (lax: "3" is accepted for an int).
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 

@@ -165,6 +165,15 @@ def train(
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         state = ckpt["state"]
+        if ckpt["config"]["train"]["epochs"] != tc.epochs and tc.lr_schedule != "none":
+            log.warning(
+                "resuming with epochs=%d instead of %d: the %s schedule is stretched to the new length, so this run "
+                "will not match one trained for %d epochs from the start",
+                tc.epochs,
+                ckpt["config"]["train"]["epochs"],
+                tc.lr_schedule,
+                tc.epochs,
+            )
         torch.set_rng_state(ckpt["rng"]["torch"])
         log.info("resuming %s after epoch %d", out, state["epoch"])
 

@@ -21,7 +21,7 @@ fi
 if ! "$VPY" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "setup: NVIDIA GPU found, installing the default (CUDA) torch" >&2
-    "$VPY" -m pip install -q "torch>=2.1"
+    "$VPY" -m pip install -q "torch>=2.4"
   else
     echo "setup: no GPU, installing the CPU build torch==2.13.0" >&2
     "$VPY" -m pip install -q "torch==2.13.0"

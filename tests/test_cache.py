@@ -153,12 +153,6 @@ def test_duplicate_titles_are_encoded_once(tmp_path, fake_encoder, make_config):
     assert hashes[0] == hashes[1] == hashes[2] != hashes[5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cache.preprocess_texts collapses only ASCII whitespace (RE2 \\s): a no-break space inside a "
-    "title makes it a different text from the same title with a plain space",
-)
 def test_unicode_whitespace_variants_are_encoded_once(tmp_path, fake_encoder, make_config):
     titles = ["Red Shoe", "Red\u00a0Shoe", "Red\u2009\u00a0Shoe"]
     cols = {"text": titles, "label": ["a"] * 3, "split": ["train"] * 3}
@@ -245,12 +239,6 @@ def test_encoder_dimension_change_is_refused(tmp_path, fake_encoder, make_config
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="embedder._encode_missing evaluates getattr's default `model.get_sentence_embedding_dimension` "
-    "eagerly, so an encoder offering only get_embedding_dimension() crashes",
-)
 def test_encoder_with_only_get_embedding_dimension(tmp_path, monkeypatch, make_config):
     import prodcat_pipeline.embedder as embedder
 
@@ -354,12 +342,6 @@ def test_stale_temporaries_are_removed_on_the_next_run(tmp_path, fake_encoder, m
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="atomic.remove_stale_temporaries globs only the top folder; a killed write of "
-    "datasets/<fp>.parquet leaves datasets/<fp>.parquet.tmp-* behind forever",
-)
 def test_stale_temporaries_in_datasets_folder_are_removed(tmp_path, fake_encoder, make_config):
     data = write_table(tmp_path / "d.parquet", sample_columns())
     res = embed(make_config(data))
@@ -469,12 +451,6 @@ def test_flipped_bytes_are_caught_by_verify(built):
         load_cache(config=cfg, verify=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AttributeError, KeyError, TypeError),
-    reason="cache.VectorStore.open assumes the manifest JSON is a dict with 'shards'/'datasets'; other "
-    "valid JSON raises AttributeError/KeyError instead of CacheError",
-)
 @pytest.mark.parametrize("text", ["[]", "null", "42", '{"format": "prodcat-cache/1", "key": "KEY"}'])
 def test_valid_json_that_is_not_a_manifest(built, text):
     cfg, folder = built
@@ -483,12 +459,6 @@ def test_valid_json_that_is_not_a_manifest(built, text):
         load_cache(config=cfg)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pa.ArrowInvalid,
-    reason="cache.VectorStore.hashes reads meta_*.parquet without catching ArrowInvalid, so embed on a "
-    "cache with a corrupt meta shard raises a raw pyarrow error instead of CacheError",
-)
 def test_corrupt_meta_shard_is_a_cache_error(built):
     cfg, folder = built
     (folder / "meta_00001.parquet").write_bytes(b"junk" * 20)

@@ -291,12 +291,6 @@ def test_cluster_ids_win_and_missing_ids_fall_back_to_titles(tmp_path):
     assert any(sp[4 * i] != sp[4 * i + 2] for i in range(300))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="data.make_grouped_split groups by trim+lower only; titles differing in inner whitespace "
-    "share one cached vector (cache.preprocess_texts collapses it) but can land in different splits",
-)
 def test_grouped_split_treats_inner_whitespace_variants_as_one_title(tmp_path):
     text, labels = [], []
     for i in range(300):

@@ -196,13 +196,10 @@ def test_predict_function_reads_a_file(run_dir, tmp_path):
     assert all(len(r["top_k"]) == 1 for r in rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="prodcat_pipeline.predict is both a lazily exported function and a submodule: "
-    "`from prodcat_pipeline import predict` imports the submodule and returns the module",
-)
 def test_package_level_predict_is_the_function(run_dir, tmp_path):
+    # regression: the function used to share its name with the submodule, so this import gave the module
     import prodcat_pipeline
+    import prodcat_pipeline.predictor  # noqa: F401  (the submodule already loaded must not shadow it)
     from prodcat_pipeline import predict
 
     assert callable(predict), type(predict)
@@ -330,24 +327,16 @@ def test_run_api_applies_head_overrides(world):
     assert res.encoded == len(set(world.columns["text"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.train_config_for looks head_overrides up by the canonical head name only: "
-    "overrides keyed by an alias (v1, residual, contrastive) are silently ignored",
-)
 def test_run_api_head_overrides_by_alias(world):
+    # regression: overrides keyed by an alias (v1, residual, contrastive) used to be ignored silently
     from prodcat_pipeline.pipeline import run
 
     res = run(pipeline_config(world, "p", ["v1"], v1={"epochs": 1}))
     assert json.loads((res.out_dir / "linear" / "metrics.json").read_text())["epochs_run"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.run validates head_overrides.<head> only when it reaches that head: a typo in the "
-    "last head's overrides fails after every earlier head has been trained",
-)
 def test_run_api_bad_head_override_fails_before_any_work(world):
+    # regression: a typo in the last head's overrides used to fail only after the earlier heads had trained
     from prodcat_pipeline.pipeline import run
 
     with pytest.raises(ProdcatError, match="head_overrides.v3"):

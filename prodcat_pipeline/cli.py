@@ -151,6 +151,9 @@ def embed(
         str | None, typer.Option("--dtype", help="Stored vector type: float16 (default) or float32.")
     ] = None,
     device: DeviceOpt = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Encoding processes (default: one per core for use-multilingual).")
+    ] = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
     language_column: LangColOpt = None,
@@ -171,6 +174,7 @@ def embed(
         "encoder.model": model,
         "encoder.batch_size": batch_size,
         "encoder.device": device,
+        "encoder.workers": workers,
         "cache.dir": cache_dir,
         "cache.shard_size": shard_size,
         "cache.dtype": dtype,

@@ -34,6 +34,7 @@ class EncoderConfig(_Section):
     device: str | None = None  # None = CUDA when present, else CPU
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
     normalize: bool = True  # L2-normalise vectors before caching
+    workers: int | None = Field(None, ge=1)  # encoding processes; None = one per core for USE on CPU, else 1
 
 
 class CacheConfig(_Section):

@@ -169,26 +169,25 @@ def _encode_missing(
         )
     dtype = np.dtype(config.cache.dtype)
     shard_size = config.cache.shard_size
-    step = max(config.encoder.batch_size * 8, 1)  # progress granularity inside a shard
+    step = max(config.encoder.batch_size * 8, 1)  # titles per encode call: progress granularity
     encode_seconds, shards = 0.0, 0
+    workers = encode_workers(model, config, device)
+    kwargs = {"batch_size": config.encoder.batch_size, "normalize_embeddings": config.encoder.normalize}
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="prodcat-writer") as writer,
         progress_bar(len(texts), "embed", "titles", show_progress) as advance,
+        _encoder_pool(model, workers) as pool,
     ):
         pending = None
         for start in range(0, len(texts), shard_size):
             chunk = texts[start : start + shard_size]
             out = np.empty((len(chunk), dim), dtype=dtype)
             t = time.perf_counter()
-            for s in range(0, len(chunk), step):
-                out[s : s + step] = model.encode(
-                    chunk[s : s + step],
-                    batch_size=config.encoder.batch_size,
-                    normalize_embeddings=config.encoder.normalize,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-                advance(len(chunk[s : s + step]))
+            pieces = [(chunk[s : s + step], kwargs) for s in range(0, len(chunk), step)]
+            results = pool.imap(_encode_piece, pieces) if pool is not None else map(_encode_piece, pieces)
+            for s, vectors in zip(range(0, len(chunk), step), results, strict=True):
+                out[s : s + len(vectors)] = vectors
+                advance(len(vectors))
             encode_seconds += time.perf_counter() - t
             if pending is not None:
                 pending.result()  # at most one shard in flight; errors surface here
@@ -199,6 +198,70 @@ def _encode_missing(
     return encode_seconds, shards
 
 
+# ---------------------------------------------------------------- encoding in worker processes
+# The USE encoder's forward pass is many small numpy ops and its tokenizer is pure Python, so two BLAS
+# threads in one process leave a core idle much of the time; one single-threaded worker per core is
+# faster. Workers are forked after the model is built, so each inherits it instead of reloading it, and
+# they own no files: the parent assembles shards in order and the writer thread saves them.
+
+_WORKER_MODEL = None
+
+
+def encode_workers(model, config: PipelineConfig, device: str) -> int:
+    """Processes to encode with: `encoder.workers`, or (auto) one per core for the numpy USE encoder on
+    a machine that can fork, else 1 (torch encoders already use every core from one process)."""
+    import multiprocessing as mp
+    import os
+
+    if config.encoder.workers is not None:
+        return max(1, config.encoder.workers)
+    from .use_module import UniversalSentenceEncoder
+
+    first = next(iter(model), None) if hasattr(model, "__iter__") else None
+    if isinstance(first, UniversalSentenceEncoder) and "fork" in mp.get_all_start_methods():
+        return os.cpu_count() or 1
+    return 1
+
+
+def _encode_piece(piece):
+    texts, kwargs = piece
+    model = _WORKER_MODEL
+    return model.encode(texts, convert_to_numpy=True, show_progress_bar=False, **kwargs)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    for module in _WORKER_MODEL if hasattr(_WORKER_MODEL, "__iter__") else []:
+        if hasattr(module, "threads"):  # the USE module: one BLAS thread per worker, backend built here
+            module.threads, module._use = 1, None
+
+
+class _encoder_pool:  # noqa: N801 - used as a context manager like a function
+    """A fork pool of `workers` processes holding `model`, or None for in-process encoding."""
+
+    def __init__(self, model, workers: int):
+        self.model, self.workers, self.pool = model, workers, None
+
+    def __enter__(self):
+        global _WORKER_MODEL
+        _WORKER_MODEL = self.model
+        if self.workers > 1:
+            import multiprocessing as mp
+
+            self.pool = mp.get_context("fork").Pool(self.workers, initializer=_init_worker)
+        return self.pool
+
+    def __exit__(self, *exc):
+        global _WORKER_MODEL
+        if self.pool is not None:
+            self.pool.terminate() if exc[0] is not None else self.pool.close()
+            self.pool.join()
+        _WORKER_MODEL = None
+        return False
+
+
 def _with_overrides(config: PipelineConfig | None, overrides: dict) -> PipelineConfig:
     config = (config or PipelineConfig()).model_copy(deep=True)
     mapping = {
@@ -206,6 +269,7 @@ def _with_overrides(config: PipelineConfig | None, overrides: dict) -> PipelineC
         "model": ("encoder", "model"),
         "batch_size": ("encoder", "batch_size"),
         "device": ("encoder", "device"),
+        "workers": ("encoder", "workers"),
         "cache_dir": ("cache", "dir"),
         "shard_size": ("cache", "shard_size"),
         "dtype": ("cache", "dtype"),

@@ -545,3 +545,31 @@ def test_embed_with_real_minilm(tmp_path, make_config):
         REAL_TITLES, batch_size=8, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
     np.testing.assert_allclose(load_cache(config=make_config(data, encoder__model="minilm")).vectors(), want, atol=2e-3)
+
+
+def test_worker_processes_give_the_same_cache_as_in_process_encoding(tmp_path):
+    """The real USE encoder in 2 forked single-thread workers vs in-process: same rows, same vectors."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from prodcat_pipeline.config import PipelineConfig
+    from prodcat_pipeline.embedder import embed
+    from prodcat_pipeline.sample import generate_titles
+
+    table = generate_titles(300, seed=3)
+    table = table.append_column("split", pa.array(["train"] * table.num_rows))
+    data = tmp_path / "d.parquet"
+    pq.write_table(table, data)
+    results = {}
+    for workers in (1, 2):
+        cfg = PipelineConfig()
+        cfg.data.path = str(data)
+        cfg.cache.dir = str(tmp_path / f"cache{workers}")
+        cfg.cache.shard_size = 100
+        cfg.encoder.batch_size = 16
+        cfg.encoder.workers = workers
+        results[workers] = embed(cfg, show_progress=False).cached
+    one, two = results[1], results[2]
+    assert one.rows["text_hash"].to_pylist() == two.rows["text_hash"].to_pylist()
+    assert len(one.store.manifest["shards"]) == len(two.store.manifest["shards"]) > 1
+    np.testing.assert_allclose(one.vectors(), two.vectors(), atol=2e-3)

@@ -175,7 +175,7 @@ class VectorStore:
         parts = []
         for shard in self.manifest["shards"]:
             try:
-                parts.append(pq.read_table(self.folder / shard["meta"], columns=["text_hash"])["text_hash"])
+                parts.append(pq.ParquetFile(self.folder / shard["meta"]).read(columns=["text_hash"])["text_hash"])
             except (OSError, pa.ArrowInvalid, KeyError) as exc:
                 raise CacheError(
                     f"cache shard {shard['meta']} is corrupt ({exc}); delete {self.folder} to rebuild"
@@ -185,18 +185,30 @@ class VectorStore:
         return pa.chunked_array([c for p in parts for c in p.chunks], pa.string()).combine_chunks()
 
     def gather(self, vec: np.ndarray, dtype=np.float32) -> np.ndarray:
-        """Vectors at global indices `vec`, as one contiguous array of `dtype`."""
-        arrays = self.arrays()
+        """Vectors at global indices `vec`, as one contiguous array of `dtype`.
+
+        Reads shard by shard in index order, so resident memory peaks at the output plus one shard, not
+        the whole cache: a shard most of whose rows are wanted is read whole (one sequential read beats
+        page-faulting a memory map), a sparsely used one through a short-lived memory map.
+        """
+        vec = np.asarray(vec, dtype=np.int64)
         out = np.empty((len(vec), self.dim), dtype=dtype)
-        if len(arrays) == 1:
-            out[:] = arrays[0][vec]
-            return out
-        offsets = np.cumsum([0] + [len(a) for a in arrays])
-        shard_of = np.searchsorted(offsets, vec, side="right") - 1
-        for i, arr in enumerate(arrays):
-            sel = np.flatnonzero(shard_of == i)
-            if len(sel):
-                out[sel] = arr[vec[sel] - offsets[i]]
+        order = None if np.all(vec[1:] >= vec[:-1]) else np.argsort(vec, kind="stable")
+        sorted_vec = vec if order is None else vec[order]
+        offsets = np.cumsum([0] + [s["rows"] for s in self.manifest["shards"]])
+        bounds = np.searchsorted(sorted_vec, offsets)
+        for i, shard in enumerate(self.manifest["shards"]):
+            lo, hi = bounds[i], bounds[i + 1]
+            if lo == hi:
+                continue
+            dense = (hi - lo) > shard["rows"] // 4
+            arr = np.load(self.folder / shard["emb"], mmap_mode=None if dense else "r")
+            block = take_rows(arr, sorted_vec[lo:hi] - offsets[i]).astype(dtype, copy=False)
+            if order is None:
+                out[lo:hi] = block
+            else:
+                put_rows(out, order[lo:hi], block)
+            del arr, block
         return out
 
     # --------------------------------------------------------- writing
@@ -222,6 +234,52 @@ class VectorStore:
     def save_manifest(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.folder / MANIFEST, self.manifest)
+
+
+class ShardedVectors:
+    """Every shard of a cache memory-mapped as a torch tensor (nothing copied, pages read on demand), and
+    `take(vec)` gathering rows by global vector index — what training batches are cut from."""
+
+    def __init__(self, store: VectorStore):
+        import torch
+
+        # copy-on-write maps are writable as far as torch can tell (no warning) and never touch the file
+        self.arrays = [
+            torch.from_numpy(np.load(store.folder / s["emb"], mmap_mode="c")) for s in store.manifest["shards"]
+        ]
+        self.offsets = torch.tensor(np.cumsum([0] + [s["rows"] for s in store.manifest["shards"]]))
+        self.dim = store.dim
+        self.dtype = self.arrays[0].dtype if self.arrays else torch.float32
+
+    def take(self, vec):
+        import torch
+
+        if len(self.arrays) == 1:
+            return self.arrays[0].index_select(0, vec)
+        shard = torch.searchsorted(self.offsets[1:], vec, right=True)
+        out = torch.empty((len(vec), self.dim), dtype=self.dtype)
+        for i in torch.unique(shard).tolist():
+            sel = (shard == i).nonzero().squeeze(1)
+            out[sel] = self.arrays[i].index_select(0, vec.index_select(0, sel) - self.offsets[i])
+        return out
+
+
+def _rows_as_records(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    return a.view(np.dtype((np.void, a.shape[1] * a.itemsize))).reshape(len(a))
+
+
+def take_rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """a[idx] for a 2-D array, ~10x faster than NumPy's fancy indexing of small (float16) elements:
+    each row is moved as one opaque record."""
+    if a.ndim != 2 or a.shape[1] == 0:
+        return a[idx]
+    return _rows_as_records(a)[idx].view(a.dtype).reshape(len(idx), a.shape[1])
+
+
+def put_rows(out: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> None:
+    """out[idx] = rows, moving whole rows as records (see take_rows); out must be C-contiguous."""
+    _rows_as_records(out)[idx] = _rows_as_records(rows.astype(out.dtype, copy=False))
 
 
 @dataclass
@@ -279,10 +337,12 @@ def load_cache(
     cache_dir: str | os.PathLike | None = None,
     config=None,
     verify: bool = False,
+    columns: list[str] | None = None,
 ) -> CachedDataset:
     """Open the cache of `data` encoded with `model` (memory-mapped; nothing is re-encoded).
 
-    Either pass `data`/`model`/`cache_dir`, or a full `PipelineConfig` as `config`.
+    Either pass `data`/`model`/`cache_dir`, or a full `PipelineConfig` as `config`. `columns` limits the
+    row metadata read (default: all of row_id, text_hash, split, label, language, cluster, vec).
     """
     from .config import PipelineConfig
     from .data import dataset_fingerprint
@@ -303,15 +363,17 @@ def load_cache(
             f"the cache at {folder} has no index for dataset {config.data.path} (fingerprint {fp}); "
             "run `prodcat embed` on it first"
         )
-    return _open_dataset(store, entry)
+    return _open_dataset(store, entry, columns)
 
 
-def _open_dataset(store: VectorStore, entry: dict) -> CachedDataset:
+def _open_dataset(store: VectorStore, entry: dict, columns: list[str] | None = None) -> CachedDataset:
     import pyarrow.parquet as pq
 
     path = store.folder / entry["index"]
     try:
-        rows = pq.read_table(path)
+        rows = pq.ParquetFile(path).read(
+            columns=columns
+        )  # not read_table: that imports pyarrow.dataset and pandas (~0.5 s)
     except (OSError, pa.ArrowInvalid) as exc:
         raise CacheError(f"corrupt dataset index {path} ({exc}); run `prodcat embed` again") from exc
     if len(rows) and int(pc.max(rows["vec"]).as_py()) >= store.n_vectors:

@@ -88,6 +88,21 @@ DropEmptyOpt = Annotated[
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens step by step.")]
 
 
+def _preload_in_background(*modules: str) -> None:
+    import importlib.util
+    import threading
+
+    def load():
+        for module in modules:
+            try:
+                if importlib.util.find_spec(module.split(".")[0]) is not None:
+                    __import__(module)
+            except Exception:  # only a head start: the real import reports any problem
+                pass
+
+    threading.Thread(target=load, daemon=True).start()
+
+
 def _setup_logging(verbose: bool, train_progress: bool = False) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -265,6 +280,9 @@ def _train_command(**kw):
 
     Example: prodcat train --head v3 --data data/lspc_sample --out runs/v3 --epochs 10 --batch_size 256 --amp
     """
+    # pyarrow's first to_numpy imports pandas (~0.5 s) and building a torch optimizer imports torch._dynamo
+    # (~1 s): start both now so they overlap with torch's own import and the cache loading
+    _preload_in_background("pandas", "torch._dynamo")
     from .config import TrainConfig
     from .trainer import train as run_train
 

@@ -129,7 +129,7 @@ def _read_table(f: Path) -> pa.Table:
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            return pq.read_table(f)
+            return pq.ParquetFile(f).read()
         if suffix in (".csv", ".tsv"):
             import pyarrow.csv as pcsv
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +39,32 @@ class InputTransform(nn.Module):
         return x
 
 
+class FastDropout(nn.Module):
+    """Inverted dropout whose CPU mask comes from NumPy's PCG64 raw bits: on CPU, torch's bernoulli_ was
+    ~20 % of a v2 training step; this mask costs a tenth of that. The per-step NumPy seed is drawn from
+    torch's RNG, so `torch.manual_seed` still makes runs (and resumed runs) reproducible. Keep probability
+    is quantised to 1/65536. On CUDA it is plain `F.dropout`."""
+
+    def __init__(self, p: float = 0.1):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return nn.functional.dropout(x, self.p, True)
+        n = x.numel()
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        bits = np.random.PCG64(seed).random_raw(-(-n // 4)).view(np.uint16)[:n]
+        threshold = round(self.p * 65536)
+        keep = torch.from_numpy((bits >= threshold).reshape(x.shape))
+        return x * keep.to(x.dtype).mul_(65536.0 / (65536 - threshold))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class LinearHead(nn.Module):
     """v1: one linear layer on the (transformed) embedding."""
 
@@ -71,7 +98,7 @@ class ResidualHead(nn.Module):
         self.transform = transform or InputTransform(dim)
         self.residual = residual
         self.block = nn.Sequential(
-            nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+            nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), FastDropout(dropout), nn.Linear(hidden, dim)
         )
         self.classifier = nn.Linear(dim, n_classes)
 

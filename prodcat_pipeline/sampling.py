@@ -101,7 +101,7 @@ def language_statistics(X: np.ndarray, lang_ids: np.ndarray, n_languages: int, n
     for i in range(n_languages):
         m = lang_ids == i
         if m.any():
-            means[i] = X[m].mean(0)
+            means[i] = X[m].mean(0, dtype=np.float64)
     directions = np.zeros((n_directions, dim), dtype=np.float32)
     if n_directions:
         present = means[np.bincount(lang_ids[lang_ids >= 0], minlength=n_languages) > 0]

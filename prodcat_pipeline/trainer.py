@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import CachedDataset, CacheError, load_cache
+from .cache import CachedDataset, CacheError, ShardedVectors, load_cache
 from .config import PipelineConfig, TrainConfig
 from .errors import ProdcatError
 from .heads import build_head, canonical_head
@@ -24,6 +24,7 @@ from .sampling import LanguageSampler, sample_weights
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "prodcat-head/1"
+TRAINING_COLUMNS = ["row_id", "split", "label", "language", "cluster", "vec"]  # the row index less text hashes
 
 
 @dataclass
@@ -41,7 +42,7 @@ class TrainResult:
 def open_or_build_cache(config: PipelineConfig, show_progress: bool | None = None) -> tuple[CachedDataset, bool]:
     """The cache for config.data + config.encoder; built with `embed` only when it does not exist yet."""
     try:
-        return load_cache(config=config), False
+        return load_cache(config=config, columns=TRAINING_COLUMNS), False
     except CacheError as exc:
         if "run `prodcat embed`" not in str(exc):
             raise  # corrupt or mismatched: never silently rebuilt
@@ -71,6 +72,7 @@ def train(
 
     from .encoders import resolve_device
 
+    _preload_optimizer_imports()
     config = (config or PipelineConfig()).model_copy(deep=True)
     tc: TrainConfig = config.train
     head_name = canonical_head(tc.head)
@@ -83,31 +85,38 @@ def train(
         cached, cache_built = open_or_build_cache(config, show_progress)
     label_names = cached.label_names
     n_classes = len(label_names)
-    lang_all = cached.column("language")
-    lang_vocab = _language_vocab(cached)
-    lang_index = {code: i for i, code in enumerate(lang_vocab)}
     splits = {s: cached.mask(s) for s in ("train", "validation", "test")}
+    lang_vocab, lang_ids_all = _language_ids(cached, splits["train"])
     train_mask = splits["train"].copy()
     if tc.languages:
-        train_mask &= np.isin(lang_all, tc.languages)
+        wanted = [lang_vocab.index(c) for c in tc.languages if c in lang_vocab]
+        train_mask &= np.isin(lang_ids_all, wanted)
         if not train_mask.any():
             raise ProdcatError(f"no training rows in languages {tc.languages}; languages present: {lang_vocab}")
-    X_np, y_np = _rows(cached, train_mask)
+    # The cache's shards, memory-mapped in their dtype (float16): nothing is copied or re-encoded before
+    # the first step; each batch gathers its rows by vector index and is cast as it is taken.
+    X = ShardedVectors(cached.store)
+    cache_dtype = np.dtype(cached.store.manifest.get("dtype", "float32"))
+    row_vec = cached.rows["vec"].to_numpy().astype(np.int64)
+    y_np = cached.rows["label"].to_numpy()[train_mask]
     if len(np.unique(y_np)) < 2:
         raise ProdcatError("the training split needs at least two labels")
-    lang_np = np.array([lang_index.get(c, -1) for c in lang_all[train_mask]], dtype=np.int64)
+    lang_np = lang_ids_all[train_mask]
     device = resolve_device(tc.device)
-    X = torch.from_numpy(X_np).to(device)
+    if device != "cpu":  # an accelerator gets the training rows as one resident tensor
+        X = _ResidentVectors(cached.store.gather(row_vec[train_mask], dtype=cache_dtype), device)
+        train_vec = torch.arange(int(train_mask.sum()), device=device)
+    else:
+        train_vec = torch.from_numpy(row_vec[train_mask])
     y = torch.from_numpy(y_np).to(device)
     lang = torch.from_numpy(lang_np).to(device)
-    cluster = torch.from_numpy(_codes(cached.column("cluster")[train_mask])).to(device)
+    cluster = torch.from_numpy(_dictionary_codes(cached.rows["cluster"])[train_mask]).to(device)
     weights = sample_weights(y_np, lang_np, n_classes, tc.lang_loss_weights, lang_vocab, tc.lang_class_weights)
     weights_t = torch.from_numpy(weights).to(device) if weights is not None else None
-    eval_sets = {
-        s: (_rows(cached, m), np.array([lang_index.get(c, -1) for c in lang_all[m]]), lang_all[m])
-        for s, m in splits.items()
-        if s != "train" and m.any()
-    }
+    lang_all = cached.column("language")
+    labels_all = cached.rows["label"].to_numpy()
+    eval_masks = {s: m for s, m in splits.items() if s != "train" and m.any()}
+    eval_sets: dict = {}  # gathered on first use, so they do not delay the first step
 
     # ---------------------------------------------------------------- head: from scratch, --init_from or --resume
     head_args = {
@@ -124,7 +133,9 @@ def train(
     if tc.lang_centering or tc.lang_remove_directions:
         from .sampling import language_statistics
 
-        means, directions = language_statistics(X_np, lang_np, len(lang_vocab), tc.lang_remove_directions)
+        X_train = cached.store.gather(row_vec[train_mask])
+        means, directions = language_statistics(X_train, lang_np, len(lang_vocab), tc.lang_remove_directions)
+        del X_train
         if tc.lang_centering:
             head.transform.lang_means.copy_(torch.from_numpy(means))
         if tc.lang_remove_directions:
@@ -152,7 +163,11 @@ def train(
         decay=tc.lr_decay,
     )
     amp_dtype, scaler = _amp_setup(tc.amp, device)
-    teacher_logits = _teacher_logits(tc, cached, X, lang, device) if tc.teacher and tc.kl_weight > 0 else None
+    teacher_logits = None
+    if tc.teacher and tc.kl_weight > 0:
+        X_train = cached.store.gather(row_vec[train_mask])
+        teacher_logits = _teacher_logits(tc, cached, X_train, lang_np, device)
+        del X_train
 
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
     out.mkdir(parents=True, exist_ok=True)
@@ -180,6 +195,13 @@ def train(
     def evaluate(split: str) -> tuple[dict, np.ndarray]:
         from .metrics import classification_metrics
 
+        if split not in eval_sets:
+            m = eval_masks[split]
+            eval_sets[split] = (
+                (cached.store.gather(row_vec[m], cache_dtype), labels_all[m]),
+                lang_ids_all[m],
+                lang_all[m],
+            )
         (Xe, ye), lang_ids, lang_codes = eval_sets[split]
         pred = predict_logits(head, Xe, lang_ids, device, amp_dtype).argmax(1)
         metrics = classification_metrics(
@@ -211,7 +233,16 @@ def train(
     # ---------------------------------------------------------------- the loop
     sampler = LanguageSampler(lang_np, len(lang_vocab), tc.lang_sampling_temp)
     contrastive = head_name == "v3" and tc.contrastive_weight > 0
-    train_seconds = 0.0
+    tensors = {
+        "X": X,
+        "vec": train_vec,
+        "y": y,
+        "lang": lang,
+        "cluster": cluster,
+        "weights": weights_t,
+        "teacher": teacher_logits,
+    }
+    first_step_seconds = first_step_at = None
     while state["epoch"] < tc.epochs:
         epoch = state["epoch"] + 1
         # seeding per epoch makes a resumed run draw exactly what the uninterrupted run drew
@@ -223,19 +254,9 @@ def train(
         with progress_bar(batches_per_epoch, f"epoch {epoch}/{tc.epochs}", "batches", show_progress) as advance:
             for b in range(batches_per_epoch):
                 idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
-                loss = _batch_loss(
-                    head,
-                    X[idx],
-                    y[idx],
-                    lang[idx],
-                    cluster[idx],
-                    idx,
-                    tc,
-                    weights_t,
-                    teacher_logits,
-                    amp_dtype,
-                    contrastive,
-                )
+                if first_step_seconds is None:
+                    first_step_seconds, first_step_at = time.perf_counter() - t_start, time.time()
+                loss = _batch_loss(head, idx, tensors, tc, amp_dtype, contrastive)
                 loss_sum += loss.detach()
                 loss = loss / tc.grad_accum
                 (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -249,8 +270,7 @@ def train(
                     scheduler.step()
                 advance(1)
         epoch_seconds = time.perf_counter() - t_epoch
-        train_seconds += epoch_seconds
-        val_metrics = evaluate("validation")[0] if "validation" in eval_sets else {"macro_f1": None}
+        val_metrics = evaluate("validation")[0] if "validation" in eval_masks else {"macro_f1": None}
         score = val_metrics["macro_f1"] if val_metrics["macro_f1"] is not None else -float(loss_sum) / batches_per_epoch
         record = {
             "epoch": epoch,
@@ -288,7 +308,7 @@ def train(
     else:  # zero epochs: evaluate the initial head
         save(out / "best.pt", "best")
     head.eval()
-    metrics = {split: evaluate(split)[0] for split in eval_sets}
+    metrics = {split: evaluate(split)[0] for split in eval_masks}
     metrics.update(
         head=head_name,
         encoder=cached.encoder.get("name"),
@@ -297,6 +317,8 @@ def train(
         epochs_run=state["epoch"],
         best_epoch=state["best_epoch"],
         train_seconds=round(sum(h["seconds"] for h in state["history"]), 3),
+        first_step_seconds=None if first_step_seconds is None else round(first_step_seconds, 3),
+        first_step_at=first_step_at,  # wall-clock time.time() of the first step (benchmarks time the process)
         wall_seconds=round(time.perf_counter() - t_start, 3),
         history=state["history"],
         label_names=label_names,
@@ -317,11 +339,28 @@ def train(
     )
 
 
-def _batch_loss(head, xb, yb, lb, cb, idx, tc, weights, teacher_logits, amp_dtype, contrastive):
+def _preload_optimizer_imports() -> None:
+    """Building any torch optimizer imports torch._dynamo (~1 s); start that import now, in a thread, so it
+    overlaps with loading the cache instead of delaying the first step."""
+    import sys
+    import threading
+
+    if "torch._dynamo" not in sys.modules:
+        threading.Thread(target=__import__, args=("torch._dynamo",), daemon=True).start()
+
+
+def _batch_loss(head, idx, tensors: dict, tc: TrainConfig, amp_dtype, contrastive: bool):
+    """Loss of one batch: rows `idx` of the training tensors (index_select: no per-sample Python)."""
     import torch
 
     from .losses import classification_loss, kl_to_teacher, supcon_loss
 
+    def take(name):
+        t = tensors[name]
+        return t.index_select(0, idx) if t is not None else None
+
+    xb = tensors["X"].take(take("vec"))
+    yb, lb, cb, weights, teacher = (take(k) for k in ("y", "lang", "cluster", "weights", "teacher"))
     device_type = xb.device.type
     with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
         logits, z = head(xb, lb)
@@ -331,7 +370,7 @@ def _batch_loss(head, xb, yb, lb, cb, idx, tc, weights, teacher_logits, amp_dtyp
         label_smoothing=tc.label_smoothing,
         focal_gamma=tc.focal_gamma,
         focal_alpha=tc.focal_alpha,
-        weight=weights[idx] if weights is not None else None,
+        weight=weights,
     )
     if contrastive:
         positives = None
@@ -339,8 +378,8 @@ def _batch_loss(head, xb, yb, lb, cb, idx, tc, weights, teacher_logits, amp_dtyp
             same_label = yb[:, None] == yb[None, :]
             positives = (same_label & (lb[:, None] != lb[None, :])) | (cb[:, None] == cb[None, :])
         loss = loss + tc.contrastive_weight * supcon_loss(z, yb, tc.contrastive_temp, positives)
-    if teacher_logits is not None:
-        loss = loss + tc.kl_weight * kl_to_teacher(logits, teacher_logits[idx], tc.kl_temperature)
+    if teacher is not None:
+        loss = loss + tc.kl_weight * kl_to_teacher(logits, teacher, tc.kl_temperature)
     return loss
 
 
@@ -363,19 +402,38 @@ def predict_logits(head, X: np.ndarray, lang_ids: np.ndarray | None, device: str
 # ---------------------------------------------------------------- helpers
 
 
-def _rows(cached: CachedDataset, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    vec = cached.rows["vec"].to_numpy()[mask]
-    return cached.store.gather(vec), cached.rows["label"].to_numpy()[mask]
+class _ResidentVectors:
+    """Training rows as one tensor on an accelerator; `take` is a plain index_select there."""
+
+    def __init__(self, rows: np.ndarray, device: str):
+        import torch
+
+        self.tensor = torch.from_numpy(rows).to(device)
+
+    def take(self, idx):
+        return self.tensor.index_select(0, idx)
 
 
-def _codes(values: np.ndarray) -> np.ndarray:
-    _, codes = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
-    return codes.astype(np.int64)
+def _dictionary_codes(column) -> np.ndarray:
+    """Integer code per row (pyarrow dictionary encoding: no per-row Python)."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(pc.fill_null(pc.cast(column, "string"), "")).combine_chunks()
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _language_vocab(cached: CachedDataset) -> list[str]:
-    codes, counts = np.unique(cached.column("language", "train").astype(str), return_counts=True)
-    return [str(c) for c in codes[np.argsort(-counts, kind="stable")]]
+def _language_ids(cached: CachedDataset, train_mask: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Languages of the training split by frequency, and every row's index into that list (-1: unseen)."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(pc.fill_null(cached.rows["language"], "und")).combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    names = encoded.dictionary.to_pylist()
+    counts = np.bincount(codes[train_mask], minlength=len(names))
+    order = [i for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
+    remap = np.full(len(names), -1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    return [str(names[i]) for i in order], remap[codes]
 
 
 def _amp_setup(amp: bool, device: str):
@@ -397,7 +455,7 @@ def _teacher_logits(tc: TrainConfig, cached: CachedDataset, X, lang, device):
     ckpt = load_checkpoint(tc.teacher, cached)
     teacher = build_head(ckpt["head"], ckpt["dim"], len(ckpt["label_names"]), ckpt["head_args"]).to(device)
     teacher.load_state_dict(ckpt["head_state"])
-    logits = predict_logits(teacher, X.cpu().numpy(), lang.cpu().numpy(), device)
+    logits = predict_logits(teacher, X, lang, device)
     return torch.from_numpy(logits).to(device)
 
 

@@ -1,0 +1,243 @@
+"""Stage two at the reference size: one epoch of v2/v3 over 952k cached vectors against the machine's
+matmul peak (measured in the same run), the time to the first training step on an existing cache, the
+per-epoch cost an uncached trainer would pay to re-encode, and the peak memory of training.
+
+    .venv/bin/python bench/train_speed.py [--dim 384] [--batch-sizes 256,1024] [--heads v2,v3]
+
+FLOPs per training row are counted from the layer shapes: every Linear(in, out) costs 2*in*out forward
+and 4*in*out backward (weight and input gradients); v3 adds its projection and the SupCon similarity
+matrix (2*B*c per row forward, 4*B*c backward). Element-wise work is not counted: it is the overhead
+the ratio exposes. "outside matmuls" is the share of profiled CPU time not spent in aten::mm/addmm/bmm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from synthetic import corpus, synthetic_cache  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::_addmm_activation"}
+
+
+def matmul_peak(dtype_name: str, n: int = 4096, reps: int = 5) -> float:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b)
+        best = min(best, (time.perf_counter() - t) / reps)
+    return 2 * n**3 / best
+
+
+def flops_per_row(head: str, d: int, hidden: int, classes: int, cdim: int, batch: int) -> float:
+    def linear(i, o):
+        return 6 * i * o  # forward 2io + backward 4io
+
+    f = linear(d, hidden) + linear(hidden, d) + linear(d, classes)
+    if head == "v3":
+        f += linear(d, d) + linear(d, cdim) + 6 * batch * cdim
+    return float(f)
+
+
+def profile_outside_matmul(cfg, cached, steps: int = 60) -> float:
+    """Share of CPU time outside matmuls over `steps` training steps of the configured head."""
+    import numpy as np
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from prodcat_pipeline.heads import build_head
+    from prodcat_pipeline.trainer import _amp_setup, _batch_loss, _rows
+
+    tc = cfg.train
+    mask = cached.mask("train")
+    X, y = _rows(cached, mask)
+    tensors = {
+        "X": torch.from_numpy(X),
+        "y": torch.from_numpy(y),
+        "lang": torch.zeros(len(y), dtype=torch.long),
+        "cluster": torch.zeros(len(y), dtype=torch.long),
+        "weights": None,
+        "teacher": None,
+    }
+    head = build_head(
+        tc.head,
+        cached.dim,
+        len(cached.label_names),
+        {"hidden": tc.classifier_hidden, "dropout": tc.classifier_dropout, "contrastive_dim": tc.contrastive_dim},
+    )
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, fused=True)
+    amp_dtype, _ = _amp_setup(tc.amp, "cpu")
+    rng = np.random.default_rng(0)
+
+    def step():
+        idx = torch.from_numpy(rng.integers(0, len(y), tc.batch_size))
+        loss = _batch_loss(head, idx, tensors, tc, amp_dtype, tc.head == "v3")
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(10):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    mm = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    return 1.0 - mm / total
+
+
+def peak_rss_of_cli_train(cfg, out: Path) -> tuple[float, float]:
+    """Peak RSS (GiB) of `prodcat train` for one v2 epoch in a child process, and its first-step time."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "prodcat_pipeline.cli",
+        "train",
+        "--data",
+        cfg.data.path,
+        "--model",
+        cfg.encoder.model,
+        "--cache-dir",
+        cfg.cache.dir,
+        "--out",
+        str(out),
+        "--head",
+        "v2",
+        "--epochs",
+        "1",
+        "--batch_size",
+        "1024",
+        "--save_every",
+        "0",
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(cmd, check=True, capture_output=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    metrics = json.loads((out / "metrics.json").read_text())
+    return max(peak_kib, before) / 2**20, metrics["first_step_seconds"]
+
+
+def import_seconds() -> float:
+    code = (
+        "import time; t = time.perf_counter(); import prodcat_pipeline.cli, torch, prodcat_pipeline.trainer; "
+        "print(time.perf_counter() - t)"
+    )
+    best = min(
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+        for _ in range(3)
+    )
+    return best
+
+
+def encoder_seconds_per_title(n: int = 2000) -> float:
+    import pyarrow.parquet as pq
+
+    from prodcat_pipeline.encoders import load_encoder
+
+    texts = pq.read_table(corpus(), columns=["text"])["text"].to_pylist()[:n]
+    model = load_encoder("use-multilingual")
+    model.encode(texts[:100])
+    t = time.perf_counter()
+    model.encode(texts, batch_size=128)
+    return (time.perf_counter() - t) / n
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--heads", default="v2,v3")
+    ap.add_argument("--batch-sizes", default="256,1024")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from prodcat_pipeline.config import train_config_for
+    from prodcat_pipeline.trainer import train
+
+    print(
+        f"# stage two at 952k rows — {time.strftime('%Y-%m-%d %H:%M')} — torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads\n"
+    )
+    peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
+    print(
+        f"measured matmul peak (4096^2 mm): fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s\n"
+    )
+    t = time.perf_counter()
+    cfg, cached = synthetic_cache(args.dim)
+    n_train = int(cached.mask("train").sum())
+    cache_bytes = sum(p.stat().st_size for p in cached.folder.rglob("*") if p.is_file())
+    print(
+        f"synthetic cache: {cached.rows.num_rows:,} rows, {cached.store.n_vectors:,} distinct vectors x {cached.dim} "
+        f"({cache_bytes / 2**20:,.0f} MiB), {n_train:,} training rows (ready in {time.perf_counter() - t:.1f}s)\n"
+    )
+
+    print(
+        "| head | precision | batch | epoch s | FLOPs/epoch | FLOPs ÷ peak s | ratio (target ≤ 1.5) | outside matmuls |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    epoch_seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for head in args.heads.split(","):
+            for batch in map(int, args.batch_sizes.split(",")):
+                for prec in args.precisions.split(","):
+                    cfg.train.epochs, cfg.train.batch_size, cfg.train.amp = 1, batch, prec == "bf16"
+                    cfg.train.classifier_hidden, cfg.train.save_every = 512, 0
+                    c = train_config_for(cfg, head)
+                    res = train(c, out=Path(tmp) / f"{head}-{batch}-{prec}", cached=cached, show_progress=False)
+                    secs = res.history[0]["seconds"]
+                    epoch_seconds[(head, batch, prec)] = secs
+                    flops = n_train * flops_per_row(
+                        head, cached.dim, 512, len(cached.label_names), c.train.contrastive_dim, batch
+                    )
+                    ideal = flops / peaks[prec]
+                    outside = profile_outside_matmul(c, cached)
+                    print(
+                        f"| {head} | {prec} | {batch} | {secs:.2f} | {flops / 1e12:.2f} T | {ideal:.2f} | "
+                        f"{secs / ideal:.2f}x | {outside:.0%} |",
+                        flush=True,
+                    )
+
+        print()
+        imp = import_seconds()
+        rss, first = peak_rss_of_cli_train(cfg, Path(tmp) / "cli")
+        print(
+            f"start-up on the existing cache: imports {imp:.2f}s + train() to first step {first:.2f}s "
+            f"= {imp + first:.2f}s (target ≤ 2 s; no re-encoding, vectors memory-mapped)"
+        )
+        limit = cache_bytes / 2**30 + 1.5
+        print(
+            f"peak RSS of `prodcat train` (v2, 1 epoch, batch 1024): {rss:.2f} GiB; cache {cache_bytes / 2**30:.2f} GiB "
+            f"+ 1.5 GiB = {limit:.2f} GiB → {'within' if rss <= limit else 'OVER'} target"
+        )
+    spt = encoder_seconds_per_title()
+    reencode = n_train * spt
+    cached_epoch = epoch_seconds.get(("v2", 256, "fp32")) or next(iter(epoch_seconds.values()))
+    print(
+        f"uncached trainer: re-encoding {n_train:,} titles per epoch with use-multilingual at {1 / spt:,.0f} titles/s "
+        f"(measured on 2,000 titles, extrapolated) = {reencode / 60:.1f} min/epoch vs {cached_epoch:.1f}s cached "
+        f"(v2, batch 256, fp32) → {reencode / cached_epoch:,.0f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -35,24 +35,26 @@ def corpus(rows: int = 952_000, seed: int = 0) -> Path:
 
 
 class RandomUnitEncoder:
-    """Stand-in encoder: class prototype * signal + Gaussian noise, L2-normalised, `dim` wide."""
+    """Stand-in encoder with the coarse structure of real title embeddings, L2-normalised, `dim` wide:
+    class prototype + a product-cluster centre (offers of one product lie close together; centres spread in
+    a 64-d subspace, so neighbourhoods exist as in real embeddings) + per-title noise."""
 
-    def __init__(self, dim: int, text_to_label: dict[str, int], n_classes: int, signal: float = 0.08, seed: int = 0):
+    def __init__(self, dim: int, text_info: dict[str, tuple[int, int]], n_classes: int, n_clusters: int, seed: int = 0):
         rng = np.random.default_rng(seed)
         self.dim = dim
-        self.prototypes = rng.standard_normal((n_classes, dim)).astype(np.float32)
-        self.prototypes /= np.linalg.norm(self.prototypes, axis=1, keepdims=True)
-        self.text_to_label = text_to_label
-        self.signal = signal
+        self.prototypes = rng.standard_normal((n_classes, dim)).astype(np.float32) / np.sqrt(dim)
+        basis = np.linalg.qr(rng.standard_normal((dim, 64)))[0].T.astype(np.float32)  # 64 orthonormal rows
+        self.centres = (rng.standard_normal((n_clusters, 64)).astype(np.float32) / np.sqrt(64)) @ basis
+        self.text_info = text_info
         self.rng = np.random.default_rng(seed + 1)
 
     def get_embedding_dimension(self) -> int:
         return self.dim
 
     def encode(self, texts, batch_size=None, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False):
-        labels = np.array([self.text_to_label.get(t, 0) for t in texts])
-        x = self.rng.standard_normal((len(texts), self.dim)).astype(np.float32) / np.sqrt(self.dim)
-        x += self.signal * self.prototypes[labels]
+        info = np.array([self.text_info.get(t, (0, 0)) for t in texts]).reshape(-1, 2)
+        noise = self.rng.standard_normal((len(texts), self.dim)).astype(np.float32) / np.sqrt(self.dim)
+        x = 0.15 * self.prototypes[info[:, 0]] + 1.0 * self.centres[info[:, 1]] + 0.5 * noise
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -69,7 +71,7 @@ def synthetic_cache(dim: int = 384, rows: int = 952_000, cache_dir: Path | None 
     data = corpus(rows)
     encoder_dir = OUT / f"synthetic-encoder-{dim}"
     encoder_dir.mkdir(parents=True, exist_ok=True)
-    (encoder_dir / "weights.txt").write_text(f"random unit vectors, dim={dim}, seed=0\n")
+    (encoder_dir / "weights.txt").write_text(f"structured random unit vectors v3, dim={dim}, seed=0\n")
     cfg = PipelineConfig()
     cfg.data.path = str(data)
     cfg.encoder.model = str(encoder_dir)
@@ -78,12 +80,13 @@ def synthetic_cache(dim: int = 384, rows: int = 952_000, cache_dir: Path | None 
         return cfg, load_cache(config=cfg)
     except CacheError:
         pass
-    table = pq.read_table(data, columns=["text", "label"])
+    table = pq.read_table(data, columns=["text", "label", "cluster"])
     texts = preprocess_texts(table["text"]).to_pylist()
-    text_to_label = dict(zip(texts, table["label"].to_pylist(), strict=True))
+    clusters = pc.dictionary_encode(table["cluster"]).combine_chunks().indices.to_numpy()
+    text_info = dict(zip(texts, zip(table["label"].to_pylist(), clusters.tolist(), strict=True), strict=True))
     n_classes = int(pc.max(table["label"]).as_py()) + 1
     original = embedder.load_encoder
-    embedder.load_encoder = lambda *a, **k: RandomUnitEncoder(dim, text_to_label, n_classes)
+    embedder.load_encoder = lambda *a, **k: RandomUnitEncoder(dim, text_info, n_classes, int(clusters.max()) + 1)
     try:
         return cfg, embedder.embed(cfg, show_progress=False).cached
     finally:

@@ -62,14 +62,16 @@ def profile_outside_matmul(cfg, cached, steps: int = 60) -> float:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from prodcat_pipeline.cache import ShardedVectors
     from prodcat_pipeline.heads import build_head
-    from prodcat_pipeline.trainer import _amp_setup, _batch_loss, _rows
+    from prodcat_pipeline.trainer import _amp_setup, _batch_loss
 
     tc = cfg.train
     mask = cached.mask("train")
-    X, y = _rows(cached, mask)
+    y = cached.rows["label"].to_numpy()[mask]
     tensors = {
-        "X": torch.from_numpy(X),
+        "X": ShardedVectors(cached.store),
+        "vec": torch.from_numpy(cached.rows["vec"].to_numpy()[mask].astype(np.int64)),
         "y": torch.from_numpy(y),
         "lang": torch.zeros(len(y), dtype=torch.long),
         "cluster": torch.zeros(len(y), dtype=torch.long),
@@ -104,12 +106,13 @@ def profile_outside_matmul(cfg, cached, steps: int = 60) -> float:
     return 1.0 - mm / total
 
 
-def peak_rss_of_cli_train(cfg, out: Path) -> tuple[float, float]:
-    """Peak RSS (GiB) of `prodcat train` for one v2 epoch in a child process, and its first-step time."""
+def cli_train(cfg, out: Path) -> tuple[float, float]:
+    """Run `prodcat train` (v2, one epoch) as a child process on the existing cache: the peak RSS (GiB) of the
+    children so far and the seconds from launching the process to its first training step (the run records
+    the step's wall-clock time in metrics.json)."""
+    prodcat = str(Path(sys.executable).parent / "prodcat")
     cmd = [
-        sys.executable,
-        "-m",
-        "prodcat_pipeline.cli",
+        prodcat,
         "train",
         "--data",
         cfg.data.path,
@@ -128,23 +131,11 @@ def peak_rss_of_cli_train(cfg, out: Path) -> tuple[float, float]:
         "--save_every",
         "0",
     ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.time()
     subprocess.run(cmd, check=True, capture_output=True)
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     metrics = json.loads((out / "metrics.json").read_text())
-    return max(peak_kib, before) / 2**20, metrics["first_step_seconds"]
-
-
-def import_seconds() -> float:
-    code = (
-        "import time; t = time.perf_counter(); import prodcat_pipeline.cli, torch, prodcat_pipeline.trainer; "
-        "print(time.perf_counter() - t)"
-    )
-    best = min(
-        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-        for _ in range(3)
-    )
-    return best
+    return peak_kib / 2**20, metrics["first_step_at"] - t0
 
 
 def encoder_seconds_per_title(n: int = 2000) -> float:
@@ -217,15 +208,18 @@ def main(argv=None) -> int:
                     )
 
         print()
-        imp = import_seconds()
-        rss, first = peak_rss_of_cli_train(cfg, Path(tmp) / "cli")
+        starts = []
+        for i in range(3):
+            rss, first = cli_train(cfg, Path(tmp) / f"cli{i}")
+            starts.append(first)
         print(
-            f"start-up on the existing cache: imports {imp:.2f}s + train() to first step {first:.2f}s "
-            f"= {imp + first:.2f}s (target ≤ 2 s; no re-encoding, vectors memory-mapped)"
+            f"start-up: `prodcat train` process launch → first training step on the existing cache: "
+            f"{min(starts):.2f}s best / {sorted(starts)[1]:.2f}s median of 3 (target ≤ 2 s; nothing re-encoded, "
+            "vectors memory-mapped)"
         )
         limit = cache_bytes / 2**30 + 1.5
         print(
-            f"peak RSS of `prodcat train` (v2, 1 epoch, batch 1024): {rss:.2f} GiB; cache {cache_bytes / 2**30:.2f} GiB "
+            f"peak RSS of `prodcat train` (v2, 1 epoch, batch 1024, with evaluation): {rss:.2f} GiB; cache {cache_bytes / 2**30:.2f} GiB "
             f"+ 1.5 GiB = {limit:.2f} GiB → {'within' if rss <= limit else 'OVER'} target"
         )
     spt = encoder_seconds_per_title()

@@ -236,31 +236,63 @@ class VectorStore:
         write_json_atomic(self.folder / MANIFEST, self.manifest)
 
 
+def _drop_resident_pages(array: np.ndarray) -> None:
+    """Let the kernel drop a memory-mapped array's pages from this process (they stay in the page cache and
+    fault back in if touched again)."""
+    import mmap
+
+    m = getattr(array, "_mmap", None)
+    if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        m.madvise(mmap.MADV_DONTNEED)
+
+
 class ShardedVectors:
     """Every shard of a cache memory-mapped as a torch tensor (nothing copied, pages read on demand), and
-    `take(vec)` gathering rows by global vector index — what training batches are cut from."""
+    `take(vec)` gathering rows by global vector index — what training batches are cut from.
+
+    Gathering across many shards costs a few small ops per shard and batch; `consolidate_in_background()`
+    copies the shards into one contiguous tensor on a thread (torch releases the GIL while copying) and
+    swaps it in when done, so training starts at once and later steps take rows with one index_select.
+    """
 
     def __init__(self, store: VectorStore):
         import torch
 
         # copy-on-write maps are writable as far as torch can tell (no warning) and never touch the file
-        self.arrays = [
-            torch.from_numpy(np.load(store.folder / s["emb"], mmap_mode="c")) for s in store.manifest["shards"]
-        ]
+        self._maps = [np.load(store.folder / s["emb"], mmap_mode="c") for s in store.manifest["shards"]]
+        self.arrays = [torch.from_numpy(m) for m in self._maps]
         self.offsets = torch.tensor(np.cumsum([0] + [s["rows"] for s in store.manifest["shards"]]))
         self.dim = store.dim
         self.dtype = self.arrays[0].dtype if self.arrays else torch.float32
 
+    def consolidate_in_background(self) -> None:
+        import threading
+
+        import torch
+
+        if len(self.arrays) > 1:
+            arrays, maps = list(self.arrays), self._maps
+
+            def copy():
+                merged = torch.empty((int(self.offsets[-1]), self.dim), dtype=self.dtype)
+                for i, (arr, mapped) in enumerate(zip(arrays, maps, strict=True)):
+                    merged[int(self.offsets[i]) : int(self.offsets[i + 1])] = arr
+                    _drop_resident_pages(mapped)  # keep resident memory at ~one copy, not two
+                self.arrays, self._maps = [merged], []  # one atomic swap; the maps go with the old lists
+
+            threading.Thread(target=copy, name="prodcat-consolidate", daemon=True).start()
+
     def take(self, vec):
         import torch
 
-        if len(self.arrays) == 1:
-            return self.arrays[0].index_select(0, vec)
+        arrays = self.arrays  # read once: a background consolidation may swap the list
+        if len(arrays) == 1:
+            return arrays[0].index_select(0, vec)
         shard = torch.searchsorted(self.offsets[1:], vec, right=True)
         out = torch.empty((len(vec), self.dim), dtype=self.dtype)
         for i in torch.unique(shard).tolist():
             sel = (shard == i).nonzero().squeeze(1)
-            out[sel] = self.arrays[i].index_select(0, vec.index_select(0, sel) - self.offsets[i])
+            out[sel] = arrays[i].index_select(0, vec.index_select(0, sel) - self.offsets[i])
         return out
 
 

@@ -61,3 +61,13 @@ def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
     log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits.float() / t, dim=1)
     return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean") * (t * t)
+
+
+def cross_language_positives(labels: torch.Tensor, languages: torch.Tensor, clusters: torch.Tensor) -> torch.Tensor:
+    """(B, B) positives for SupCon that pull languages together: a pair is positive when it shares a label
+    across two languages, or shares a product cluster (any language). Same-label pairs within one language
+    are not positives, so the contrastive term spends its pull on cross-language alignment."""
+    same_label = labels[:, None] == labels[None, :]
+    other_language = languages[:, None] != languages[None, :]
+    same_cluster = clusters[:, None] == clusters[None, :]
+    return (same_label & other_language) | same_cluster

@@ -256,6 +256,8 @@ def train(
                 idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
                 if first_step_seconds is None:
                     first_step_seconds, first_step_at = time.perf_counter() - t_start, time.time()
+                    if isinstance(X, ShardedVectors):  # after the first step, so start-up is not slowed
+                        X.consolidate_in_background()
                 loss = _batch_loss(head, idx, tensors, tc, amp_dtype, contrastive)
                 loss_sum += loss.detach()
                 loss = loss / tc.grad_accum
@@ -353,7 +355,7 @@ def _batch_loss(head, idx, tensors: dict, tc: TrainConfig, amp_dtype, contrastiv
     """Loss of one batch: rows `idx` of the training tensors (index_select: no per-sample Python)."""
     import torch
 
-    from .losses import classification_loss, kl_to_teacher, supcon_loss
+    from .losses import classification_loss, cross_language_positives, kl_to_teacher, supcon_loss
 
     def take(name):
         t = tensors[name]
@@ -373,10 +375,7 @@ def _batch_loss(head, idx, tensors: dict, tc: TrainConfig, amp_dtype, contrastiv
         weight=weights,
     )
     if contrastive:
-        positives = None
-        if tc.cross_lang_positives:
-            same_label = yb[:, None] == yb[None, :]
-            positives = (same_label & (lb[:, None] != lb[None, :])) | (cb[:, None] == cb[None, :])
+        positives = cross_language_positives(yb, lb, cb) if tc.cross_lang_positives else None
         loss = loss + tc.contrastive_weight * supcon_loss(z, yb, tc.contrastive_temp, positives)
     if teacher is not None:
         loss = loss + tc.kl_weight * kl_to_teacher(logits, teacher, tc.kl_temperature)

@@ -86,7 +86,9 @@ class TrainConfig(_Section):
     kl_weight: float = Field(0.0, ge=0, description="Weight of the KL term towards --teacher.")
     kl_temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KL term.")
     cross_lang_positives: bool = Field(
-        False, description="v3: positives are same-label rows in other languages or the same cluster."
+        False,
+        description="v3: batches pair each row with a cluster mate; positives are the same cluster or the same "
+        "label in another language.",
     )
     lang_min_samples: int = Field(20, ge=0, description="Rows a language needs to get per-language metrics.")
     lang_top_k: int = Field(10, ge=0, description="Languages shown in the printed tables.")

@@ -110,3 +110,36 @@ def language_statistics(X: np.ndarray, lang_ids: np.ndarray, n_languages: int, n
         k = min(n_directions, len(vt))
         directions[:k] = vt[:k]
     return means, directions
+
+
+def pair_with_cluster_mates(
+    anchors: np.ndarray, clusters: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """[a1, m1, a2, m2, ...]: each anchor row followed by a mate, so every contrastive batch holds positives.
+
+    The mate is another row of the anchor's cluster (for parallel data: the same product in another
+    language) or, for a row alone in its cluster, a random row with the same label. The result has the
+    length of `anchors` (it takes the first half of them as anchors)."""
+    n = len(anchors)
+    anchors = anchors[: (n + 1) // 2]
+    mates = _random_mates(anchors, clusters, rng)
+    alone = mates == anchors
+    if alone.any():
+        mates[alone] = _random_mates(anchors[alone], labels, rng)
+    out = np.empty(2 * len(anchors), dtype=np.int64)
+    out[0::2], out[1::2] = anchors, mates
+    return out[:n]
+
+
+def _random_mates(rows: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each row, a uniformly drawn *other* member of its group (itself when the group has one member)."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.searchsorted(sorted_groups, groups[rows], side="left")
+    sizes = np.searchsorted(sorted_groups, groups[rows], side="right") - starts
+    position = np.empty(len(groups), dtype=np.int64)
+    position[order] = np.arange(len(groups))
+    own = position[rows] - starts
+    step = 1 + (rng.random(len(rows)) * np.maximum(sizes - 1, 1)).astype(np.int64)
+    pick = np.where(sizes > 1, (own + step) % sizes, own)
+    return order[starts + pick]

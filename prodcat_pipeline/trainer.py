@@ -19,7 +19,7 @@ from .config import PipelineConfig, TrainConfig
 from .errors import ProdcatError
 from .heads import build_head, canonical_head
 from .progress import progress_bar
-from .sampling import LanguageSampler, sample_weights
+from .sampling import LanguageSampler, pair_with_cluster_mates, sample_weights
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ def train(
         train_vec = torch.from_numpy(row_vec[train_mask])
     y = torch.from_numpy(y_np).to(device)
     lang = torch.from_numpy(lang_np).to(device)
-    cluster = torch.from_numpy(_dictionary_codes(cached.rows["cluster"])[train_mask]).to(device)
+    cluster_np = _dictionary_codes(cached.rows["cluster"])[train_mask]
+    cluster = torch.from_numpy(cluster_np).to(device)
     weights = sample_weights(y_np, lang_np, n_classes, tc.lang_loss_weights, lang_vocab, tc.lang_class_weights)
     weights_t = torch.from_numpy(weights).to(device) if weights is not None else None
     lang_all = cached.column("language")
@@ -247,7 +248,11 @@ def train(
         epoch = state["epoch"] + 1
         # seeding per epoch makes a resumed run draw exactly what the uninterrupted run drew
         torch.manual_seed(tc.seed * 1_000_003 + epoch)
-        order = torch.from_numpy(sampler.epoch_order(np.random.default_rng([tc.seed, epoch]))).to(device)
+        rng = np.random.default_rng([tc.seed, epoch])
+        order_np = sampler.epoch_order(rng)
+        if contrastive and tc.cross_lang_positives:  # batches of (row, cluster mate) pairs
+            order_np = pair_with_cluster_mates(order_np, cluster_np, y_np, rng)
+        order = torch.from_numpy(order_np).to(device)
         head.train()
         t_epoch = time.perf_counter()
         loss_sum = torch.zeros((), device=device)

@@ -176,3 +176,14 @@ def product_columns(n: int, n_labels: int = 5, seed: int = 0, split: bool = Fals
     if split:
         cols["split"] = [("train", "train", "train", "validation", "test")[i % 5] for i in range(n)]
     return cols
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The tensors in tests are tiny: one thread is faster and steadier on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

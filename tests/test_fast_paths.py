@@ -99,3 +99,21 @@ def test_cross_language_positives():
     assert torch.equal(pos, expected)
     assert not pos[0, 1]  # same label, same language: not a positive
     assert pos[0, 2] and pos[3, 4]
+
+
+def test_pair_with_cluster_mates():
+    from prodcat_pipeline.sampling import pair_with_cluster_mates
+
+    rng = np.random.default_rng(0)
+    clusters = np.array([0, 0, 0, 1, 1, 2, 3, 3])
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    order = rng.permutation(8)
+    paired = pair_with_cluster_mates(order, clusters, labels, rng)
+    assert len(paired) == 8
+    anchors, mates = paired[0::2], paired[1::2]
+    np.testing.assert_array_equal(anchors, order[:4])
+    for a, m in zip(anchors, mates, strict=True):
+        if (clusters == clusters[a]).sum() > 1:
+            assert clusters[m] == clusters[a] and m != a  # another member of the same cluster
+        else:
+            assert labels[m] == labels[a]  # alone in its cluster: a same-label row

@@ -14,16 +14,6 @@ from prodcat_pipeline.losses import classification_loss, supcon_loss
 from prodcat_pipeline.sampling import LanguageSampler, language_statistics, parse_language_weights, sample_weights
 from prodcat_pipeline.schedules import lr_scale, make_scheduler
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread is faster and steadier on a busy machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------- schedules
 
 

@@ -18,14 +18,6 @@ from prodcat_pipeline.errors import ProdcatError
 from prodcat_pipeline.knn import KnnClassifier
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def world(tmp_path, monkeypatch) -> World:
     return make_world(tmp_path, monkeypatch)

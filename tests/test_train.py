@@ -134,15 +134,6 @@ def make_world(tmp_path: Path, monkeypatch, n: int = 400) -> World:
     return World(tmp_path, write_parquet(tmp_path / "data" / "products.parquet", cols), tmp_path / "cache", enc, cols)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the tensors here are tiny: one thread is faster and steadier on a busy machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def world(tmp_path, monkeypatch) -> World:
     return make_world(tmp_path, monkeypatch)

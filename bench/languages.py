@@ -49,7 +49,7 @@ VARIANTS: dict[str, dict] = {
     "combo: centring + T=0.5 + auto": {"lang_centering": True, "lang_sampling_temp": 0.5, "lang_loss_weights": "auto"},
     "combo: centring + T=0.5": {"lang_centering": True, "lang_sampling_temp": 0.5},
     "combo: centring + T=0": {"lang_centering": True, "lang_sampling_temp": 0.0},
-    "v3 (SupCon, label positives)": {"head": "v3"},
+    "v3 SupCon label positives": {"head": "v3"},
     "v3 + cross-language positives": {"head": "v3", "cross_lang_positives": True},
     "v3 + cross-language + centring + T=0.5": {
         "head": "v3",

@@ -329,7 +329,6 @@ def _print_metrics_table(metrics: dict, lang_top_k: int = 10) -> None:
     table.add_column("split")
     for col in ("macro-F1", "micro-F1", "accuracy", "rows"):
         table.add_column(col, justify="right")
-    langs: list[str] = []
     for split in ("validation", "test"):
         m = metrics.get(split)
         if not m or m.get("macro_f1") is None:
@@ -341,7 +340,6 @@ def _print_metrics_table(metrics: dict, lang_top_k: int = 10) -> None:
             table.add_row(
                 f"  {split}/{code}", f"{lm['macro_f1']:.4f}", f"{lm['micro_f1']:.4f}", "", f"{lm['support']:,}"
             )
-            langs.append(code)
     Console().print(table)
 
 

@@ -6,7 +6,6 @@ and schedule -> evaluate() -> loop over epochs (sample, step, evaluate, checkpoi
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -131,12 +130,15 @@ def train(
     }
     torch.manual_seed(tc.seed)
     head = build_head(head_name, cached.dim, n_classes, head_args).to(device)
+    use_teacher = bool(tc.teacher) and tc.kl_weight > 0
+    # the training rows as one float32 array, only for the options that need them all at once
+    X_train = None
+    if tc.lang_centering or tc.lang_remove_directions or use_teacher:
+        X_train = cached.store.gather(row_vec[train_mask])
     if tc.lang_centering or tc.lang_remove_directions:
         from .sampling import language_statistics
 
-        X_train = cached.store.gather(row_vec[train_mask])
         means, directions = language_statistics(X_train, lang_np, len(lang_vocab), tc.lang_remove_directions)
-        del X_train
         if tc.lang_centering:
             head.transform.lang_means.copy_(torch.from_numpy(means))
         if tc.lang_remove_directions:
@@ -164,11 +166,8 @@ def train(
         decay=tc.lr_decay,
     )
     amp_dtype, scaler = _amp_setup(tc.amp, device)
-    teacher_logits = None
-    if tc.teacher and tc.kl_weight > 0:
-        X_train = cached.store.gather(row_vec[train_mask])
-        teacher_logits = _teacher_logits(tc, cached, X_train, lang_np, device)
-        del X_train
+    teacher_logits = _teacher_logits(tc, cached, X_train, lang_np, device) if use_teacher else None
+    del X_train
 
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
     out.mkdir(parents=True, exist_ok=True)
@@ -514,7 +513,3 @@ def _check_compatible(ckpt: dict, head_name: str, head_args: dict, where: str) -
     if diff:
         detail = ", ".join(f"{k}={ckpt['head_args'].get(k)}" for k in diff)
         raise ProdcatError(f"{where} was trained with {detail}; use the same settings to continue from it")
-
-
-def read_metrics(run: str | Path) -> dict:
-    return json.loads((Path(run) / "metrics.json").read_text(encoding="utf-8"))

@@ -250,9 +250,9 @@ class ShardedVectors:
     """Every shard of a cache memory-mapped as a torch tensor (nothing copied, pages read on demand), and
     `take(vec)` gathering rows by global vector index — what training batches are cut from.
 
-    Gathering across many shards costs a few small ops per shard and batch; `consolidate_in_background()`
-    copies the shards into one contiguous tensor on a thread (torch releases the GIL while copying) and
-    swaps it in when done, so training starts at once and later steps take rows with one index_select.
+    Gathering across many shards costs a few small ops per shard and batch; `consolidate()` copies the
+    shards into one contiguous tensor (the trainer calls it after its first step, so start-up is not
+    delayed) and later steps take rows with one index_select.
     """
 
     def __init__(self, store: VectorStore):
@@ -265,27 +265,23 @@ class ShardedVectors:
         self.dim = store.dim
         self.dtype = self.arrays[0].dtype if self.arrays else torch.float32
 
-    def consolidate_in_background(self) -> None:
-        import threading
-
+    def consolidate(self) -> None:
+        """Copy the shards into one tensor, dropping each shard's mapped pages once copied, so resident
+        memory peaks at about one copy of the vectors, not two. (Done on a thread it was not: training
+        batches kept re-touching every mapped page while the copy ran.)"""
         import torch
 
         if len(self.arrays) > 1:
-            arrays, maps = list(self.arrays), self._maps
-
-            def copy():
-                merged = torch.empty((int(self.offsets[-1]), self.dim), dtype=self.dtype)
-                for i, (arr, mapped) in enumerate(zip(arrays, maps, strict=True)):
-                    merged[int(self.offsets[i]) : int(self.offsets[i + 1])] = arr
-                    _drop_resident_pages(mapped)  # keep resident memory at ~one copy, not two
-                self.arrays, self._maps = [merged], []  # one atomic swap; the maps go with the old lists
-
-            threading.Thread(target=copy, name="prodcat-consolidate", daemon=True).start()
+            merged = torch.empty((int(self.offsets[-1]), self.dim), dtype=self.dtype)
+            for i, (arr, mapped) in enumerate(zip(self.arrays, self._maps, strict=True)):
+                merged[int(self.offsets[i]) : int(self.offsets[i + 1])] = arr
+                _drop_resident_pages(mapped)
+            self.arrays, self._maps = [merged], []
 
     def take(self, vec):
         import torch
 
-        arrays = self.arrays  # read once: a background consolidation may swap the list
+        arrays = self.arrays
         if len(arrays) == 1:
             return arrays[0].index_select(0, vec)
         shard = torch.searchsorted(self.offsets[1:], vec, right=True)

@@ -260,8 +260,6 @@ def train(
                 idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
                 if first_step_seconds is None:
                     first_step_seconds, first_step_at = time.perf_counter() - t_start, time.time()
-                    if isinstance(X, ShardedVectors):  # after the first step, so start-up is not slowed
-                        X.consolidate_in_background()
                 loss = _batch_loss(head, idx, tensors, tc, amp_dtype, contrastive)
                 loss_sum += loss.detach()
                 loss = loss / tc.grad_accum
@@ -274,6 +272,8 @@ def train(
                         optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                     scheduler.step()
+                if isinstance(X, ShardedVectors) and len(X.arrays) > 1:
+                    X.consolidate()  # after the first step, so start-up is not slowed by the copy
                 advance(1)
         epoch_seconds = time.perf_counter() - t_epoch
         val_metrics = evaluate("validation")[0] if "validation" in eval_masks else {"macro_f1": None}

@@ -263,10 +263,10 @@ def _normalise(table: pa.Table, split: str | None, cfg: DataConfig, source: str)
     if split is not None:
         split_col = pa.array([split] * n, pa.string())
     elif cfg.split_column in table.column_names:
-        values = pc.cast(table[cfg.split_column], pa.string())
-        mapped = [_canonical_split(v, source) if v is not None else None for v in pc.unique(values).to_pylist()]
-        lookup = dict(zip(pc.unique(values).to_pylist(), mapped, strict=True))
-        split_col = pa.array([lookup[v] for v in values.to_pylist()], pa.string())
+        # canonicalise each distinct value once, then map rows by their dictionary index (no per-row Python)
+        encoded = pc.dictionary_encode(pc.cast(table[cfg.split_column], pa.string())).combine_chunks()
+        names = pa.array([_canonical_split(v, source) for v in encoded.dictionary.to_pylist()], pa.string())
+        split_col = pc.take(names, encoded.indices)
     else:
         split_col = pa.nulls(n, pa.string())
     if cfg.language_column in table.column_names:

@@ -19,16 +19,23 @@ def progress_bar(total: int, description: str, unit: str = "rows", show: bool | 
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} {unit}/s" if speed else f"? {unit}/s")
 
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        _RateColumn(unit),
+        RateColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -36,23 +43,3 @@ def progress_bar(total: int, description: str, unit: str = "rows", show: bool | 
     with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
         task = prog.add_task(description, total=total)
         yield lambda n=1: prog.advance(task, n)
-
-
-def _rate_column_class():
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def __init__(self, unit: str):
-            super().__init__()
-            self.unit = unit
-
-        def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} {self.unit}/s" if speed else f"? {self.unit}/s")
-
-    return RateColumn
-
-
-def _RateColumn(unit: str):  # noqa: N802 - reads as the column class it builds
-    return _rate_column_class()(unit)

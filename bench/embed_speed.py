@@ -67,7 +67,7 @@ def main(argv=None) -> int:
 
     import pyarrow.compute as pc
 
-    from prodcat_pipeline.sample import generate_titles
+    from prodcat_pipeline.synthetic import generate_titles
 
     print(f"# stage one vs bare encoder — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} CPU cores\n")
     print("| model | titles | batch | bare encode titles/s | prodcat embed titles/s (wall) | ratio |")

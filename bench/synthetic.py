@@ -20,7 +20,7 @@ def corpus(rows: int = 952_000, seed: int = 0) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from prodcat_pipeline.sample import generate_titles, split_by_cluster
+    from prodcat_pipeline.synthetic import generate_titles, split_by_cluster
 
     path = OUT / f"lspc_{rows}.parquet"
     if path.exists():

@@ -19,7 +19,7 @@ __all__ = [
 
 _LAZY = {
     "embed": ".embedder",
-    "load_cache": ".cache",
+    "load_cache": ".reader",
     "load_dataset": ".data",
     "load_config": ".config",
     "train": ".trainer",
@@ -30,11 +30,11 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cache import load_cache
     from .config import load_config
     from .data import load_dataset
     from .embedder import embed
     from .errors import ProdcatError
+    from .reader import load_cache
 
 
 def __getattr__(name: str):

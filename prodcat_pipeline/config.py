@@ -1,19 +1,70 @@
-"""Pipeline configuration: one pydantic model, read from `pipeline.yaml`, overridden by flags."""
+"""Pipeline configuration: one pydantic model, resolved once from defaults, pipeline.yaml, per-head
+defaults, `head_overrides` and flags (in that order of precedence)."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ProdcatError
 
+HEADS = ("linear", "v2", "v3")
+HEAD_ALIASES = {"v1": "linear", "residual": "v2", "contrastive": "v3"}
+DEFAULT_HEAD = "v2"
+
+# What each head needs to reach its potential without hand tuning (chosen on the validation splits of the
+# real data in ../shared/data, mean over 3 seeds; BENCHMARKS.md). A lone linear layer on unit vectors
+# needs a step ~30x larger than the MLPs. These beat the shared `train:` section of pipeline.yaml; set
+# `head_overrides.<head>` or a flag to change them.
+HEAD_DEFAULTS: dict[str, dict] = {
+    "linear": {"lr": 0.03, "epochs": 30, "weight_decay": 0.0, "label_smoothing": 0.0, "lr_warmup_steps": 0},
+    "v2": {"lr": 1e-3, "epochs": 30, "lr_warmup_steps": 200, "classifier_dropout": 0.2, "label_smoothing": 0.05},
+    "v3": {"lr": 1e-3, "epochs": 30, "lr_warmup_steps": 200, "classifier_dropout": 0.2, "label_smoothing": 0.05},
+}
+
+# ISO 639-1 codes (plus `und`, what rows without a language get): `--languages` and language weights must use them
+ISO_639_1 = frozenset(
+    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee el "
+    "en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu "
+    "ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na "
+    "nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so "
+    "sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu "
+    "und".split()
+)
+_DEVICE = re.compile(r"^(cpu|mps|(cuda|xpu)(:\d+)?)$")
+MAX_YAML_BYTES = 1 << 20  # a pipeline.yaml is a few KB; anything near this is a mistake or an attack
+MAX_YAML_NODES = 20_000  # after alias expansion: a YAML "billion laughs" is refused, not expanded
+
+
+def canonical_head(name: str) -> str:
+    key = str(name).strip().lower()
+    key = HEAD_ALIASES.get(key, key)
+    if key not in HEADS:
+        raise ProdcatError(f"unknown head '{name}': choose one of linear (v1), v2 (residual), v3 (contrastive)")
+    return key
+
+
+def _language_code(code: str, where: str) -> str:
+    code = str(code).strip().lower()
+    if code not in ISO_639_1:
+        raise ValueError(f"unknown language code '{code}' in {where}: use ISO 639-1 codes such as en, de, fr, es, ja")
+    return code
+
 
 class _Section(BaseModel):
-    # Unknown keys are errors that name the key; values are validated (lax: "3" is accepted for an int).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Unknown keys are errors that name the key; values are validated (lax: "3" is accepted for an int);
+    # inf and NaN are refused everywhere.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _check_device(value: str | None) -> str | None:
+    if value is not None and not _DEVICE.match(value):
+        raise ValueError(f"unknown device '{value}': use cpu, cuda, cuda:N or mps")
+    return value
 
 
 class DataConfig(_Section):
@@ -24,17 +75,29 @@ class DataConfig(_Section):
     cluster_column: str = "cluster"  # groups for the split; identical titles are grouped when absent
     split_column: str = "split"  # per-row split name in a single file (optional)
     split_fractions: tuple[float, float, float] = (0.85, 0.05, 0.10)  # train/validation/test when no split
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, le=2**32 - 1)
     drop_empty: bool = False  # drop rows whose title is empty or null instead of failing
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions(cls, v):
+        if any(f < 0 for f in v) or abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must be >= 0 and sum to 1, got {tuple(v)}")
+        return v
 
 
 class EncoderConfig(_Section):
     model: str = "use-multilingual"  # use-multilingual | minilm | any sentence-transformers id or path
-    batch_size: int = Field(128, gt=0)  # titles per encode call
+    batch_size: int = Field(128, gt=0, le=1 << 20)  # titles per encode call
     device: str | None = None  # None = CUDA when present, else CPU
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
     normalize: bool = True  # L2-normalise vectors before caching
-    workers: int | None = Field(None, ge=1)  # encoding processes; None = one per core for USE on CPU, else 1
+    workers: int | None = Field(None, ge=1, le=256)  # encoding processes; None = one per core for USE on CPU
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v):
+        return _check_device(v)
 
 
 class CacheConfig(_Section):
@@ -43,60 +106,112 @@ class CacheConfig(_Section):
     dtype: Literal["float16", "float32"] = "float16"
 
 
-class TrainConfig(_Section):
-    """Stage-two settings; every field is also a `prodcat train` flag (--field_name or --field-name)."""
+def _f(default, description: str, panel: str, **kw):
+    return Field(default, description=description, json_schema_extra={"panel": panel}, **kw)
 
-    head: str = Field("v2", description="Head: linear (v1), v2 (residual) or v3 (contrastive).")
-    epochs: int = Field(10, ge=0, description="Passes over the training split.")
-    batch_size: int = Field(256, gt=0, description="Rows per micro-batch.")
-    grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
-    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    lr_schedule: Literal["none", "cosine", "exponential"] = Field("cosine", description="none, cosine or exponential.")
-    lr_warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warm-up.")
-    lr_min_scale: float = Field(0.01, ge=0, le=1, description="Floor of the schedule, as a fraction of lr.")
-    lr_decay: float = Field(0.9999, gt=0, le=1, description="Per-step factor of the exponential schedule.")
-    classifier_hidden: int = Field(512, gt=0, description="Hidden width of the v2/v3 residual block.")
-    classifier_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the residual block.")
-    classifier_no_residual: bool = Field(False, description="v2/v3: do not add the block's output to its input.")
-    normalize_input: bool = Field(True, description="L2-normalise cached vectors before the head.")
-    contrastive_dim: int = Field(128, gt=0, description="v3: projection size for the contrastive loss.")
-    contrastive_weight: float = Field(0.1, ge=0, description="v3: weight of the SupCon term.")
-    contrastive_temp: float = Field(0.07, gt=0, description="v3: SupCon temperature.")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
-    focal_gamma: float = Field(0.0, ge=0, description="Focal-loss gamma (0 = plain cross-entropy).")
-    focal_alpha: float | None = Field(None, gt=0, description="Scalar weight of the focal loss (default 1).")
-    amp: bool = Field(False, description="Mixed precision: bf16/fp16 autocast on CUDA, bf16 on CPU.")
-    seed: int = Field(0, description="Seed of initialisation, sampling and dropout.")
-    early_stopping_patience: int = Field(
-        0, ge=0, description="Stop after N epochs without val macro-F1 gain (0 = off)."
+
+class TrainConfig(_Section):
+    """Stage-two settings; every field is also a flag of `prodcat train` and `prodcat run`."""
+
+    head: str = _f(DEFAULT_HEAD, "linear (v1), v2 (residual) or v3 (contrastive).", "Core")
+    epochs: int = _f(30, "Passes over the training split.", "Core", ge=0, le=100_000)
+    batch_size: int = _f(256, "Rows per micro-batch.", "Core", gt=0, le=1 << 24)
+    lr: float = _f(1e-3, "Peak AdamW learning rate.", "Core", gt=0, le=100)
+    seed: int = _f(0, "Seed of initialisation, sampling and dropout.", "Core", ge=0, le=2**32 - 1)
+    device: str | None = _f(None, "cpu, cuda, cuda:N (default: CUDA when present).", "Core")
+    amp: bool = _f(False, "Mixed precision: bf16 autocast on CPU, bf16/fp16 on CUDA.", "Core")
+    grad_accum: int = _f(1, "Micro-batches per optimizer step.", "Schedule", gt=0, le=4096)
+    lr_schedule: Literal["none", "cosine", "exponential"] = _f("cosine", "none, cosine or exponential.", "Schedule")
+    lr_warmup_steps: int = _f(200, "Optimizer steps of linear warm-up.", "Schedule", ge=0)
+    lr_min_scale: float = _f(0.01, "Floor of the schedule, as a fraction of lr.", "Schedule", ge=0, le=1)
+    lr_decay: float = _f(0.9999, "Per-step factor of the exponential schedule.", "Schedule", gt=0, le=1)
+    weight_decay: float = _f(0.01, "AdamW weight decay.", "Regularisation", ge=0, le=10)
+    classifier_dropout: float = _f(0.2, "Dropout inside the residual block.", "Regularisation", ge=0, lt=1)
+    label_smoothing: float = _f(0.05, "Cross-entropy label smoothing.", "Regularisation", ge=0, lt=1)
+    focal_gamma: float = _f(0.0, "Focal-loss gamma (0 = plain cross-entropy).", "Regularisation", ge=0, le=10)
+    focal_alpha: float | None = _f(None, "Scalar weight of the focal loss (default 1).", "Regularisation", gt=0)
+    early_stopping_patience: int = _f(
+        0, "Stop after N epochs without validation gain (0 = off).", "Regularisation", ge=0
     )
-    save_every: int = Field(1, ge=0, description="Keep a checkpoint every N epochs (0 = only best and last).")
-    device: str | None = Field(None, description="cpu, cuda, ... (default: CUDA when present).")
-    lang_sampling_temp: float = Field(
-        1.0, ge=0, description="Language sampling temperature: 1 = natural frequencies, 0 = uniform over languages."
+    classifier_hidden: int = _f(512, "Hidden width of the v2/v3 residual block.", "Head", gt=0, le=1 << 16)
+    classifier_no_residual: bool = _f(False, "v2/v3: do not add the block's output to its input.", "Head")
+    normalize_input: bool = _f(True, "L2-normalise cached vectors before the head.", "Head")
+    contrastive_dim: int = _f(128, "v3: projection size for the contrastive loss.", "Head", gt=0, le=1 << 16)
+    contrastive_weight: float = _f(0.1, "v3: weight of the SupCon term.", "Head", ge=0)
+    contrastive_temp: float = _f(0.07, "v3: SupCon temperature.", "Head", gt=0)
+    cross_lang_positives: bool = _f(
+        False, "v3: pair rows with cluster mates; positives = same cluster or label across languages.", "Head"
     )
-    lang_loss_weights: str | None = Field(None, description="Per-language loss weights: auto or en=1,de=2,...")
-    lang_class_weights: bool = Field(False, description="Balance classes within each language in the loss.")
-    lang_centering: bool = Field(False, description="Subtract each language's mean vector (stored with the head).")
-    lang_remove_directions: int = Field(0, ge=0, description="Also project out the top-k language directions.")
-    init_from: str | None = Field(None, description="Start from this run folder's best head (fine-tune).")
-    languages: list[str] | None = Field(None, description="Train only on these languages (comma-separated).")
-    teacher: str | None = Field(None, description="Run folder whose logits regularise this run (KL).")
-    kl_weight: float = Field(0.0, ge=0, description="Weight of the KL term towards --teacher.")
-    kl_temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KL term.")
-    cross_lang_positives: bool = Field(
-        False,
-        description="v3: batches pair each row with a cluster mate; positives are the same cluster or the same "
-        "label in another language.",
+    languages: list[str] | None = _f(None, "Train only on these languages (comma-separated codes).", "Languages")
+    lang_sampling_temp: float = _f(
+        1.0, "Language sampling temperature (1 = natural, 0 = uniform).", "Languages", ge=0, le=10
     )
-    lang_min_samples: int = Field(20, ge=0, description="Rows a language needs to get per-language metrics.")
-    lang_top_k: int = Field(10, ge=0, description="Languages shown in the printed tables.")
-    no_lang_metrics: bool = Field(False, description="Skip per-language metrics.")
+    lang_loss_weights: str | dict[str, float] | None = _f(
+        None, "Per-language loss weights: auto or en=1,de=2,...", "Languages"
+    )
+    lang_class_weights: bool = _f(False, "Balance classes within each language in the loss.", "Languages")
+    lang_centering: bool = _f(False, "Subtract each language's mean vector (kept with the head).", "Languages")
+    lang_remove_directions: int = _f(0, "Also project out the top-k language directions.", "Languages", ge=0)
+    lang_min_samples: int = _f(20, "Rows a language needs to get per-language metrics.", "Languages", ge=0)
+    lang_top_k: int = _f(10, "Languages shown in the printed tables.", "Languages", ge=0)
+    no_lang_metrics: bool = _f(False, "Skip per-language metrics.", "Languages")
+    save_every: int = _f(0, "Keep a checkpoint every N epochs (0 = only best and last).", "Checkpoints", ge=0)
+    init_from: str | None = _f(None, "Start from this run folder's best head (fine-tune).", "Checkpoints")
+    teacher: str | None = _f(None, "Run folder whose logits regularise this run (KL).", "Checkpoints")
+    kl_weight: float = _f(0.0, "Weight of the KL term towards --teacher.", "Checkpoints", ge=0)
+    kl_temperature: float = _f(1.0, "Softmax temperature of the KL term.", "Checkpoints", gt=0)
+
+    @field_validator("head", mode="before")
+    @classmethod
+    def _head(cls, v):
+        try:
+            return canonical_head(v)
+        except ProdcatError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v):
+        return _check_device(v)
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _languages(cls, v):
+        if v is None:
+            return None
+        parts = v.split(",") if isinstance(v, str) else list(v)
+        codes = [_language_code(p, "train.languages") for p in parts if str(p).strip()]
+        if not codes:
+            raise ValueError("train.languages is empty: give at least one language code, e.g. de,fr")
+        return codes
+
+    @field_validator("lang_loss_weights", mode="before")
+    @classmethod
+    def _lang_loss_weights(cls, v):
+        if v is None or (isinstance(v, str) and v.strip().lower() == "auto"):
+            return None if v is None else "auto"
+        pairs = v.items() if isinstance(v, dict) else (_pair(p) for p in str(v).split(",") if p.strip())
+        out = {}
+        for code, weight in pairs:
+            code = _language_code(code, "train.lang_loss_weights")
+            try:
+                out[code] = float(weight)
+            except (TypeError, ValueError):
+                raise ValueError(f"weight for '{code}' is not a number: {weight!r}") from None
+            if not 0 <= out[code] < float("inf"):
+                raise ValueError(f"weight for '{code}' must be a finite number >= 0, got {weight!r}")
+        return out
+
+
+def _pair(part: str) -> tuple[str, str]:
+    if "=" not in part:
+        raise ValueError(f"expected 'auto' or code=weight pairs like en=1,de=2, got '{part.strip()}'")
+    code, weight = part.split("=", 1)
+    return code, weight
 
 
 class KnnConfig(_Section):
-    k: int = Field(10, gt=0)
+    k: int = Field(10, gt=0, le=10_000)
     index: Literal["flat", "ivf", "hnsw"] = "flat"
     weighting: Literal["distance", "uniform"] = "distance"
     nlist: int = Field(1024, gt=0)  # IVF cells
@@ -112,26 +227,73 @@ class PipelineConfig(_Section):
     train: TrainConfig = TrainConfig()
     knn: KnnConfig = KnnConfig()
     heads: list[str] = ["linear", "v2", "v3"]  # heads `prodcat run` trains
-    head_overrides: dict[str, dict] = {}  # per-head train settings for `prodcat run`, e.g. {linear: {lr: 0.01}}
+    head_overrides: dict[str, dict] = {}  # per-head train settings, e.g. {linear: {lr: 0.01}}
     run_knn: bool = True
     out: str = "runs/pipeline"  # where `prodcat run` writes one folder per head
+    # how `train` was assembled: pipeline.yaml's train section and the flags, kept apart so that
+    # for_head() can put the per-head defaults between them
+    _layers: dict = PrivateAttr(default_factory=lambda: {"yaml": {}, "flags": {}})
+
+    @field_validator("heads", mode="before")
+    @classmethod
+    def _heads(cls, v):
+        return [TrainConfig._head(h) for h in ([p for p in v.split(",") if p.strip()] if isinstance(v, str) else v)]
+
+    @field_validator("head_overrides", mode="before")
+    @classmethod
+    def _head_overrides(cls, v):
+        out: dict[str, dict] = {}
+        for key, values in (v or {}).items():
+            head = TrainConfig._head(key)
+            if not isinstance(values, dict):
+                raise ValueError(f"head_overrides.{head} must be a mapping of train settings")
+            if "head" in values:
+                raise ValueError(f"head_overrides.{head} cannot set 'head'")
+            try:
+                TrainConfig.model_validate(values)
+            except ValidationError as exc:
+                raise ValueError(_describe(exc, f"head_overrides.{head}.")) from None
+            out.setdefault(head, {}).update(values)
+        return out
+
+    def for_head(self, head: str | None = None) -> PipelineConfig:
+        """This configuration with `train` resolved for `head` (default: train.head): the shared train settings
+        of pipeline.yaml < the head's defaults < head_overrides[head] < flags and edits made in Python."""
+        head = canonical_head(head or self.train.head)
+        layers = self._layers
+        explicit = {**layers["flags"], **self._train_edits()}
+        train = _resolve_train(layers["yaml"], head, self.head_overrides, explicit)
+        out = self.model_copy(update={"train": train}, deep=True)
+        out._layers = {"yaml": dict(layers["yaml"]), "flags": dict(layers["flags"])}
+        return out
+
+    def shadowed_settings(self, head: str | None = None) -> list[str]:
+        """pipeline.yaml train settings that the head's own defaults replace (the CLI prints them as notes)."""
+        head = canonical_head(head or self.train.head)
+        explicit = {**self._layers["flags"], **self.head_overrides.get(head, {})}
+        return [
+            f"pipeline.yaml sets train.{key}={value}, but the {head} head's default {key}={default} takes "
+            f"precedence; set head_overrides.{head}.{key} to change it"
+            for key, value in self._layers["yaml"].items()
+            if (default := HEAD_DEFAULTS[head].get(key)) is not None and default != value and key not in explicit
+        ]
+
+    def _train_edits(self) -> dict:
+        """Train fields set in Python (constructor or assignment) that differ from what the layers give."""
+        baseline = _resolve_train(self._layers["yaml"], self.train.head, self.head_overrides, self._layers["flags"])
+        return {
+            k: getattr(self.train, k)
+            for k in self.train.model_fields_set
+            if k != "head" and getattr(self.train, k) != getattr(baseline, k)
+        }
 
 
-def train_config_for(config: PipelineConfig, head: str) -> PipelineConfig:
-    """A copy of `config` whose train section is set up for `head` (with its head_overrides applied)."""
-    from .heads import canonical_head
-
-    head = canonical_head(head)
-    overrides: dict = {}
-    for key, values in config.head_overrides.items():  # keys may be aliases (v1, residual, contrastive)
-        if canonical_head(key) == head:
-            overrides.update(values)
-    merged = {**config.train.model_dump(), **overrides, "head": head}
+def _resolve_train(yaml_train: dict, head: str, head_overrides: dict, explicit: dict) -> TrainConfig:
+    merged = {**yaml_train, **HEAD_DEFAULTS[head], **head_overrides.get(head, {}), **explicit, "head": head}
     try:
-        train = TrainConfig.model_validate(merged)
+        return TrainConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ProdcatError(_format_validation_error(exc, f"head_overrides.{head}")) from None
-    return config.model_copy(update={"train": train}, deep=True)
+        raise ProdcatError(f"config: {_describe(exc, 'train.')}") from None
 
 
 def default_cache_dir() -> Path:
@@ -142,33 +304,70 @@ def default_cache_dir() -> Path:
     return Path(base) / "prodcat"
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _describe(err: ValidationError, prefix: str = "") -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
+    key = prefix + ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}'; check its spelling against pipeline.yaml's documented keys"
-    return f"{source}: key '{key}': {first['msg']} (got {first.get('input')!r})"
+        return f"unknown key '{key}'; check its spelling against pipeline.yaml's documented keys"
+    msg = first["msg"].removeprefix("Value error, ")
+    if msg.startswith(("unknown key", "key '")):  # already names its key (head_overrides.<head>.<key>)
+        return msg
+    return f"key '{key}': {msg} (got {first.get('input')!r})"
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> PipelineConfig:
-    """Read `pipeline.yaml` (if given), then apply `overrides` ({"train.lr": 0.1, ...}); validate once."""
+def _read_yaml(path: str | os.PathLike) -> dict:
     import yaml
 
-    raw: dict = {}
-    source = "config"
-    if path is not None:
-        source = str(path)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                raw = yaml.safe_load(fh) or {}
-        except FileNotFoundError as exc:
-            raise ProdcatError(f"config file not found: {path}") from exc
-        except yaml.YAMLError as exc:
-            raise ProdcatError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-        if not isinstance(raw, dict):
-            raise ProdcatError(f"{path} must hold a mapping of sections (data, encoder, ...)")
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_YAML_BYTES:
+            raise ProdcatError(f"{path} is {size:,} bytes: a pipeline config is at most {MAX_YAML_BYTES:,}")
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+    except FileNotFoundError as exc:
+        raise ProdcatError(f"config file not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise ProdcatError(f"config path {path} is a folder, not a YAML file") from exc
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ProdcatError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(raw, dict):
+        raise ProdcatError(f"{path} must hold a mapping of sections (data, encoder, ...)")
+    _check_size(raw, path)
+    return raw
+
+
+def _check_size(node, path, budget: list[int] | None = None) -> None:
+    budget = budget if budget is not None else [MAX_YAML_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ProdcatError(f"{path} expands to more than {MAX_YAML_NODES:,} values (YAML aliases?); refused")
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        _check_size(child, path, budget)
+
+
+def load_config(source: str | os.PathLike | dict | None = None, overrides: dict | None = None) -> PipelineConfig:
+    """The one way a configuration is built: a `pipeline.yaml` (or the same document as a dict), then
+    `overrides` such as {"train.lr": 0.1, "data.path": "data/lspc_sample"} (None values are skipped),
+    validated once, with `train` resolved for the chosen head (see PipelineConfig.for_head).
+
+    Example:
+        >>> cfg = load_config("pipeline.yaml", {"train.head": "linear"})
+        >>> cfg.train.lr  # the linear head's default, unless pipeline.yaml's head_overrides say otherwise
+    """
+    import copy
+
+    if isinstance(source, dict):
+        raw, source = copy.deepcopy(source), "config"
+    else:
+        raw = _read_yaml(source) if source is not None else {}
+        source = str(source) if source is not None else "config"
+    flags: dict = {}
     for dotted, value in (overrides or {}).items():
         if value is None:
+            continue
+        if dotted.startswith("train."):
+            flags[dotted.removeprefix("train.")] = value
             continue
         node = raw
         *parents, leaf = dotted.split(".")
@@ -177,7 +376,20 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
             if not isinstance(node, dict):
                 raise ProdcatError(f"{source}: key '{p}' must be a mapping")
         node[leaf] = value
-    try:
-        return PipelineConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ProdcatError(_format_validation_error(exc, source)) from None
+    yaml_train = raw.pop("train", None) or {}
+    if not isinstance(yaml_train, dict):
+        raise ProdcatError(f"{source}: key 'train' must be a mapping of train settings")
+    for section, model, prefix in ((yaml_train, TrainConfig, "train."), (raw, PipelineConfig, "")):
+        try:  # the train section alone first, so a typo there is reported as pipeline.yaml's train.<key>
+            config = model.model_validate(section)
+        except ValidationError as exc:
+            raise ProdcatError(f"{source}: {_describe(exc, prefix)}") from None
+    config._layers = {"yaml": yaml_train, "flags": flags}
+    return config.for_head(flags.get("head") or yaml_train.get("head") or DEFAULT_HEAD)
+
+
+def to_yaml(config: PipelineConfig) -> str:
+    """The resolved configuration as YAML (what `prodcat config show` prints and run folders keep)."""
+    import yaml
+
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

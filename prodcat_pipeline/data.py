@@ -14,10 +14,11 @@ import pyarrow.compute as pc
 
 from .config import DataConfig
 from .errors import ProdcatError
+from .splits import SPLITS, split_groups
+from .text import preprocess_texts, update_with_file
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "full": "full"}
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".jsonl", ".json", ".arrow")
 FINGERPRINT_VERSION = "data-v1"
@@ -112,9 +113,7 @@ def dataset_fingerprint(cfg: DataConfig) -> str:
         if f.suffix == ".arrow" and info.exists():
             h.update(info.read_bytes())
         try:
-            with open(f, "rb") as fh:
-                while chunk := fh.read(1 << 22):
-                    h.update(chunk)
+            update_with_file(h, f)
         except OSError as exc:
             raise ProdcatError(f"cannot read data file {f}: {exc.strerror or exc}") from exc
     return h.hexdigest()[:20]
@@ -341,27 +340,13 @@ def make_grouped_split(table: pa.Table, cfg: DataConfig) -> pa.Array:
     Rows without a cluster id are grouped by their whitespace-normalised, lower-cased title, so
     duplicate offers never land in two splits.
     """
-    fractions = np.asarray(cfg.split_fractions, dtype=np.float64)
-    if (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
-        raise ProdcatError(f"split fractions must be >= 0 and sum to 1, got {tuple(cfg.split_fractions)}")
-    key = table["cluster"]
-    from .cache import preprocess_texts
-
     text_key = pc.utf8_lower(preprocess_texts(table["text"]))
+    key = table["cluster"]
     key = pc.if_else(pc.is_null(key), pc.binary_join_element_wise("text:", text_key, ""), key)
     groups = pc.dictionary_encode(key).combine_chunks().indices.to_numpy()
-    labels = table["label"].to_numpy()
     n_groups = int(groups.max()) + 1 if len(groups) else 0
-    sizes = np.bincount(groups, minlength=n_groups)
     group_label = np.zeros(n_groups, dtype=np.int64)
-    group_label[groups] = labels  # any member's label; clusters are single-label in LSPC
-    rng = np.random.default_rng(cfg.split_seed)
-    order = rng.permutation(n_groups)
-    assignment = np.zeros(n_groups, dtype=np.int8)
-    bounds = np.cumsum(fractions)[:-1]
-    for lab in np.unique(group_label):
-        members = order[group_label[order] == lab]
-        cum = np.cumsum(sizes[members]) - sizes[members] / 2  # group midpoints, in rows
-        assignment[members] = np.searchsorted(bounds * sizes[members].sum(), cum, side="right")
-    names = np.array(SPLITS, dtype=object)
-    return pa.array(names[assignment[groups]], pa.string())
+    group_label[groups] = table["label"].to_numpy()  # any member's label; clusters are single-label in LSPC
+    sizes = np.bincount(groups, minlength=n_groups)
+    assignment = split_groups(sizes, group_label, cfg.split_fractions, cfg.split_seed)
+    return pa.array(np.array(SPLITS, dtype=object)[assignment[groups]], pa.string())

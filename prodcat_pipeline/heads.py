@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ProdcatError
+from .config import TrainConfig, canonical_head
 
 
 class InputTransform(nn.Module):
@@ -125,28 +125,32 @@ class ContrastiveHead(ResidualHead):
         return self.classifier(f), z
 
 
-HEADS = {"linear": LinearHead, "v2": ResidualHead, "v3": ContrastiveHead}
-HEAD_ALIASES = {"v1": "linear", "residual": "v2", "contrastive": "v3"}
+HEAD_CLASSES = {"linear": LinearHead, "v2": ResidualHead, "v3": ContrastiveHead}
+SHAPE_KEYS = ("hidden", "contrastive_dim", "residual", "n_centred_languages", "n_removed_directions")
 
 
-def canonical_head(name: str) -> str:
-    key = name.strip().lower()
-    key = HEAD_ALIASES.get(key, key)
-    if key not in HEADS:
-        raise ProdcatError(f"unknown head '{name}': choose one of linear (v1), v2 (residual), v3 (contrastive)")
-    return key
+def head_args(tc: TrainConfig, n_languages: int) -> dict:
+    """A head's shape and hyper-parameters (what checkpoints store to rebuild it)."""
+    return {
+        "hidden": tc.classifier_hidden,
+        "dropout": tc.classifier_dropout,
+        "residual": not tc.classifier_no_residual,
+        "contrastive_dim": tc.contrastive_dim,
+        "normalize_input": tc.normalize_input,
+        "n_centred_languages": n_languages if tc.lang_centering else 0,
+        "n_removed_directions": tc.lang_remove_directions,
+    }
 
 
 def build_head(name: str, dim: int, n_classes: int, args: dict) -> nn.Module:
     """A head from its registry name and its shape/hyper-parameter dict (as stored in checkpoints)."""
-    name = canonical_head(name)
     transform = InputTransform(
         dim,
         n_languages=args.get("n_centred_languages", 0),
         n_directions=args.get("n_removed_directions", 0),
         normalize=args.get("normalize_input", True),
     )
-    return HEADS[name](
+    return HEAD_CLASSES[canonical_head(name)](
         dim,
         n_classes,
         hidden=args.get("hidden", 512),

@@ -123,13 +123,14 @@ def knn_eval(
 ) -> KnnResult:
     """Fit FAISS k-NN on the train split's cached vectors; evaluate validation and test; write metrics.json."""
     from .atomic import write_json_atomic
+    from .cache import TRAINING_COLUMNS, open_cache
+    from .config import load_config
     from .metrics import classification_metrics
-    from .trainer import open_or_build_cache
 
-    config = config or PipelineConfig()
+    config = config or load_config()
     out = Path(out or Path(config.out) / "knn")
     if cached is None:
-        cached, _ = open_or_build_cache(config, show_progress)
+        cached, _ = open_cache(config, columns=TRAINING_COLUMNS, show_progress=show_progress)
     X_train, y_train = cached.split_arrays("train")
     clf = KnnClassifier.from_config(config.knn).fit(X_train, y_train)
     metrics, search_seconds = {}, 0.0

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import PipelineConfig, train_config_for
+from .config import PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +26,19 @@ def run(config: PipelineConfig | None = None, *, show_progress: bool | None = No
 
     Writes `<out>/<head>/metrics.json` per head and `<out>/comparison.json`, `comparison.md`, `comparison.png`.
     """
+    from .config import load_config
     from .embedder import embed
-    from .heads import canonical_head
     from .knn import knn_eval
     from .trainer import train
 
-    config = config or PipelineConfig()
+    config = config or load_config()
     out = Path(config.out)
-    heads = [canonical_head(h) for h in config.heads]  # fail on a bad name before any work
-    head_configs = {head: train_config_for(config, head) for head in heads}  # and on bad overrides
+    head_configs = {head: config.for_head(head) for head in config.heads}  # bad settings fail before any work
     t = time.perf_counter()
     embedded = embed(config, show_progress=show_progress)
     embed_seconds = time.perf_counter() - t
     results = []
-    for head in heads:
+    for head in config.heads:
         result = train(head_configs[head], out=out / head, cached=embedded.cached, show_progress=show_progress)
         results.append(result.metrics)
     if config.run_knn:

@@ -19,11 +19,8 @@ class Predictor:
     """
 
     def __init__(self, run: str | Path, *, device: str | None = None, batch_size: int | None = None):
-        import torch
-
+        from .checkpoint import head_from_checkpoint, load_checkpoint
         from .encoders import identify, load_encoder, resolve_device
-        from .heads import build_head
-        from .trainer import load_checkpoint
 
         self.ckpt = load_checkpoint(run)
         enc = self.ckpt["encoder"]
@@ -39,20 +36,15 @@ class Predictor:
         self.dtype = np.dtype(cfg["cache"]["dtype"])
         self.batch_size = batch_size or cfg["encoder"]["batch_size"]
         self.encoder = load_encoder(enc["name"], device=self.device, precision=cfg["encoder"]["precision"])
-        self.head = build_head(
-            self.ckpt["head"], self.ckpt["dim"], len(self.ckpt["label_names"]), self.ckpt["head_args"]
-        )
-        self.head.load_state_dict(self.ckpt["head_state"])
-        self.head.to(self.device).eval()
+        self.head = head_from_checkpoint(self.ckpt, self.device)
         self.label_names = self.ckpt["label_names"]
         self.languages = self.ckpt["languages"]
-        self._torch = torch
 
     def predict(self, titles: list[str], *, top_k: int = 3, languages: list[str] | None = None) -> list[dict]:
         import pyarrow as pa
 
-        from .cache import preprocess_texts
-        from .trainer import predict_logits
+        from .inference import predict_logits, softmax
+        from .text import preprocess_texts
 
         if not titles:
             return []
@@ -78,7 +70,7 @@ class Predictor:
             index = {c: i for i, c in enumerate(self.languages)}
             lang_ids = np.array([index.get(c, -1) for c in languages], dtype=np.int64)
         logits = predict_logits(self.head, X, lang_ids, self.device)
-        probs = _softmax(logits)
+        probs = softmax(logits)
         k = max(1, min(top_k, probs.shape[1]))
         top = np.argsort(-probs, axis=1)[:, :k]
         return [
@@ -90,12 +82,6 @@ class Predictor:
             }
             for i, t in enumerate(titles)
         ]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def read_titles(source: str, text_column: str = "text") -> list[str]:

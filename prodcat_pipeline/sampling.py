@@ -33,42 +33,18 @@ class LanguageSampler:
         return rng.choice(self.n, size=self.n, replace=True, p=self.probabilities)
 
 
-def parse_language_weights(spec: str, languages: list[str]) -> dict[str, float]:
-    """'en=1,de=2' -> {'en': 1.0, 'de': 2.0}; unknown codes are an error that lists the known ones."""
-    out = {}
-    for part in spec.split(","):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise ProdcatError(
-                f"--lang_loss_weights: expected 'auto' or code=weight pairs like en=1,de=2, got '{part}'"
-            )
-        code, value = (s.strip() for s in part.split("=", 1))
-        if code not in languages:
-            raise ProdcatError(
-                f"--lang_loss_weights: language '{code}' is not in the training data ({', '.join(languages)})"
-            )
-        try:
-            out[code] = float(value)
-        except ValueError:
-            raise ProdcatError(f"--lang_loss_weights: weight for '{code}' is not a number: '{value}'") from None
-        if out[code] < 0:
-            raise ProdcatError(f"--lang_loss_weights: weight for '{code}' must be >= 0")
-    return out
-
-
 def sample_weights(
     labels: np.ndarray,
     lang_ids: np.ndarray,
     n_classes: int,
-    lang_loss_weights: str | None,
+    lang_loss_weights: str | dict[str, float] | None,
     languages: list[str],
     lang_class_weights: bool = False,
 ) -> np.ndarray | None:
     """Per-row loss weights (None = all ones).
 
-    `auto`: each language weighted by sqrt(n_largest / n_lang), capped at 10; explicit `en=1,de=2` pairs
-    set them directly (unlisted languages keep 1). `lang_class_weights`: within each language, class c
+    `auto`: each language weighted by sqrt(n_largest / n_lang), capped at 10; explicit {code: weight} pairs
+    (validated by the config) set them directly (unlisted languages keep 1). `lang_class_weights`: within each language, class c
     is weighted n_lang / (k_lang * n_lang_c) (balanced), capped at 10.
     """
     if not lang_loss_weights and not lang_class_weights:
@@ -76,11 +52,16 @@ def sample_weights(
     w = np.ones(len(labels), dtype=np.float64)
     counts = np.bincount(lang_ids[lang_ids >= 0], minlength=len(languages)).astype(np.float64)
     if lang_loss_weights:
-        if lang_loss_weights.strip().lower() == "auto":
+        if lang_loss_weights == "auto":
             per_lang = np.sqrt(counts.max() / counts.clip(1)).clip(max=10.0)
         else:
-            given = parse_language_weights(lang_loss_weights, languages)
-            per_lang = np.array([given.get(code, 1.0) for code in languages])
+            unknown = [code for code in lang_loss_weights if code not in languages]
+            if unknown:
+                raise ProdcatError(
+                    f"train.lang_loss_weights: language '{unknown[0]}' is not in the training data "
+                    f"({', '.join(languages)})"
+                )
+            per_lang = np.array([lang_loss_weights.get(code, 1.0) for code in languages])
         w *= np.where(lang_ids >= 0, per_lang[lang_ids.clip(0)], 1.0)
     if lang_class_weights:
         pair = lang_ids.clip(0) * n_classes + labels

@@ -17,9 +17,11 @@ from conftest import FakeEncoder, fake_vectors, product_columns, sample_columns,
 
 from prodcat_pipeline import embed
 from prodcat_pipeline.atomic import TMP_MARK
-from prodcat_pipeline.cache import MANIFEST, CacheError, VectorStore, load_cache, preprocess_texts, sha256_file
 from prodcat_pipeline.encoders import identify
-from prodcat_pipeline.errors import ProdcatError
+from prodcat_pipeline.errors import CacheCorrupt, CacheError, ProdcatError
+from prodcat_pipeline.reader import load_cache
+from prodcat_pipeline.store import MANIFEST, VectorStore
+from prodcat_pipeline.text import preprocess_texts, sha256_file
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -35,6 +37,11 @@ def expected_rows(cached, dtype=np.float16) -> np.ndarray:
         store_texts += pq.read_table(cached.folder / s["meta"])["text"].to_pylist()
     vec = cached.rows["vec"].to_numpy()
     return fake_vectors([store_texts[v] for v in vec]).astype(dtype).astype(np.float32)
+
+
+def all_vectors(cached) -> np.ndarray:
+    """Every row's vector, float32, in row order."""
+    return cached.store.gather(cached.column("vec"))
 
 
 def manifest_of(folder: Path) -> dict:
@@ -132,10 +139,10 @@ def test_added_rows_encode_only_new_texts(tmp_path, fake_encoder, make_config):
     assert len(m["datasets"]) == 2  # both row indexes are kept
     assert sum(s["rows"] for s in m["shards"]) == 14
     for cfg in (make_config(old), make_config(new)):
-        cached = load_cache(config=cfg)
-        X = cached.vectors()
+        cached = load_cache(cfg)
+        X = all_vectors(cached)
         np.testing.assert_array_equal(X, expected_rows(cached))
-    assert len(load_cache(config=make_config(new)).rows) == 16
+    assert len(load_cache(make_config(new)).rows) == 16
 
 
 def test_duplicate_titles_are_encoded_once(tmp_path, fake_encoder, make_config):
@@ -147,7 +154,7 @@ def test_duplicate_titles_are_encoded_once(tmp_path, fake_encoder, make_config):
     vec = res.cached.rows["vec"].to_pylist()
     assert vec[0] == vec[1] == vec[2] == vec[3]
     assert len({vec[0], vec[4], vec[5]}) == 3
-    X = res.cached.vectors()
+    X = all_vectors(res.cached)
     np.testing.assert_array_equal(X[1], fake_vectors(["Red Shoe"])[0].astype(np.float16).astype(np.float32))
     hashes = res.cached.rows["text_hash"].to_pylist()
     assert hashes[0] == hashes[1] == hashes[2] != hashes[5]
@@ -168,22 +175,19 @@ def test_float32_option(tmp_path, fake_encoder, make_config):
     assert r32.encoded == 12  # a float32 cache does not reuse float16 vectors
     m = manifest_of(r32.cache_dir)
     assert m["dtype"] == "float32"
-    arrays = load_cache(config=make_config(data, cache__dtype="float32")).store.arrays()
-    assert all(a.dtype == np.float32 for a in arrays)
-    cached = load_cache(config=make_config(data, cache__dtype="float32"))
-    np.testing.assert_array_equal(cached.vectors(), expected_rows(cached, dtype=np.float32))
+    cached = load_cache(make_config(data, cache__dtype="float32"))
+    assert all(np.load(cached.folder / s["emb"]).dtype == np.float32 for s in m["shards"])
+    np.testing.assert_array_equal(all_vectors(cached), expected_rows(cached, dtype=np.float32))
     # the float16 cache holds the same vectors, rounded
-    np.testing.assert_allclose(r16.cached.vectors(), cached.vectors(), atol=2e-3)
+    np.testing.assert_allclose(all_vectors(r16.cached), all_vectors(cached), atol=2e-3)
 
 
 def test_load_cache_memmaps_and_split_arrays(tmp_path, fake_encoder, make_config):
     cols = product_columns(240, split=True)
     data = write_table(tmp_path / "d.parquet", cols)
     embed(make_config(data, cache__shard_size=40))
-    cached = load_cache(config=make_config(data))
-    arrays = cached.store.arrays()
-    assert len(arrays) > 1
-    assert all(isinstance(a, np.memmap) for a in arrays)
+    cached = load_cache(make_config(data))
+    assert len(cached.store.manifest["shards"]) > 1
     assert cached.dim == 16 and cached.label_names == [f"cat{i}" for i in range(5)]
     assert cached.encoder["name"] == "use-multilingual"
 
@@ -197,19 +201,15 @@ def test_load_cache_memmaps_and_split_arrays(tmp_path, fake_encoder, make_config
         np.testing.assert_array_equal(y, [label_id[cols["label"][i]] for i in idx])
         np.testing.assert_array_equal(cached.column("row_id", split), idx)
 
-    # the keyword form opens the same cache
-    same = load_cache(data, model="use-multilingual", cache_dir=tmp_path / "cache")
-    np.testing.assert_array_equal(same.vectors(), cached.vectors())
-
 
 def test_load_cache_errors(tmp_path, fake_encoder, make_config):
     data = write_table(tmp_path / "d.parquet", sample_columns())
     with pytest.raises(CacheError, match="run `prodcat embed` first"):
-        load_cache(config=make_config(data))
+        load_cache(make_config(data))
     embed(make_config(data))
     other = write_table(tmp_path / "other.parquet", product_columns(10, split=True))
     with pytest.raises(CacheError, match="no index for dataset") as exc:
-        load_cache(config=make_config(other))
+        load_cache(make_config(other))
     assert "\n" not in str(exc.value)
 
 
@@ -220,8 +220,8 @@ def test_writer_thread_shards_equal_one_big_shard(tmp_path, fake_encoder, make_c
     n_calls = fake_encoder.calls
     big = embed(make_config(data, tmp_path / "big", cache__shard_size=10**6))
     assert small.shards_written > 10 and big.shards_written == 1
-    np.testing.assert_array_equal(small.cached.vectors(), big.cached.vectors())
-    np.testing.assert_array_equal(small.cached.vectors(), expected_rows(small.cached))
+    np.testing.assert_array_equal(all_vectors(small.cached), all_vectors(big.cached))
+    np.testing.assert_array_equal(all_vectors(small.cached), expected_rows(small.cached))
     assert small.cached.rows.drop(["vec"]).equals(big.cached.rows.drop(["vec"]))
     # global vector ids are first-occurrence order in both, so even the indexes agree
     assert small.cached.rows["vec"].equals(big.cached.rows["vec"])
@@ -323,8 +323,8 @@ def test_kill_and_resume_gives_the_uninterrupted_cache(tmp_path, fake_encoder, m
     m_resumed, m_full = manifest_of(resumed.cache_dir), manifest_of(full.cache_dir)
     assert m_resumed["shards"] == m_full["shards"]
     assert m_resumed["datasets"] == m_full["datasets"]
-    cached = load_cache(config=killed_cfg, verify=True)
-    np.testing.assert_array_equal(cached.vectors(), expected_rows(cached))
+    cached = load_cache(killed_cfg, verify=True)
+    np.testing.assert_array_equal(all_vectors(cached), expected_rows(cached))
 
 
 def test_stale_temporaries_are_removed_on_the_next_run(tmp_path, fake_encoder, make_config):
@@ -411,8 +411,8 @@ CORRUPTIONS = {
     "missing shard": (_missing_shard, "missing"),
     "mismatched manifest key": (_wrong_key, "does not match"),
     "mismatched manifest format": (_wrong_format, "does not match"),
-    "garbage manifest json": (_garbage_manifest, "corrupt cache manifest"),
-    "binary manifest": (_binary_manifest, "corrupt cache manifest"),
+    "garbage manifest json": (_garbage_manifest, "manifest.json is corrupt"),
+    "binary manifest": (_binary_manifest, "manifest.json is corrupt"),
 }
 
 
@@ -421,23 +421,23 @@ def test_corrupt_cache_is_a_one_line_cache_error(built, name):
     cfg, folder = built
     corrupt, needle = CORRUPTIONS[name]
     corrupt(folder)
-    with pytest.raises(CacheError) as exc:
-        load_cache(config=cfg)
+    with pytest.raises(CacheCorrupt) as exc:
+        load_cache(cfg)
     msg = str(exc.value)
     assert needle in msg and "\n" not in msg
     assert str(folder) in msg  # says which cache to delete
-    with pytest.raises(CacheError):  # embed refuses it too, rather than appending to it
+    with pytest.raises(CacheCorrupt):  # embed refuses it too, rather than appending to it
         embed(cfg)
 
 
 def test_corrupt_dataset_index(built):
     cfg, folder = built
     _garbage_index(folder)
-    with pytest.raises(CacheError, match="corrupt dataset index") as exc:
-        load_cache(config=cfg)
+    with pytest.raises(CacheCorrupt, match="dataset index .* is corrupt") as exc:
+        load_cache(cfg)
     assert "\n" not in str(exc.value)
     embed(cfg)  # re-embedding rewrites the index
-    load_cache(config=cfg)
+    load_cache(cfg)
 
 
 def test_flipped_bytes_are_caught_by_verify(built):
@@ -446,9 +446,9 @@ def test_flipped_bytes_are_caught_by_verify(built):
     raw = bytearray(p.read_bytes())
     raw[-1] ^= 0xFF
     p.write_bytes(bytes(raw))
-    load_cache(config=cfg)  # same shape: only the checksum can tell
-    with pytest.raises(CacheError, match="checksum"):
-        load_cache(config=cfg, verify=True)
+    load_cache(cfg)  # same shape: only the checksum can tell
+    with pytest.raises(CacheCorrupt, match="emb_00000.npy is corrupt .checksum"):
+        load_cache(cfg, verify=True)
 
 
 @pytest.mark.parametrize("text", ["[]", "null", "42", '{"format": "prodcat-cache/1", "key": "KEY"}'])
@@ -456,7 +456,7 @@ def test_valid_json_that_is_not_a_manifest(built, text):
     cfg, folder = built
     (folder / MANIFEST).write_text(text.replace("KEY", manifest_of(folder)["key"]))
     with pytest.raises(CacheError):
-        load_cache(config=cfg)
+        load_cache(cfg)
 
 
 def test_corrupt_meta_shard_is_a_cache_error(built):
@@ -544,7 +544,7 @@ def test_embed_with_real_minilm(tmp_path, make_config):
     want = model.encode(
         REAL_TITLES, batch_size=8, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
-    np.testing.assert_allclose(load_cache(config=make_config(data, encoder__model="minilm")).vectors(), want, atol=2e-3)
+    np.testing.assert_allclose(all_vectors(load_cache(make_config(data, encoder__model="minilm"))), want, atol=2e-3)
 
 
 def test_worker_processes_give_the_same_cache_as_in_process_encoding(tmp_path):
@@ -554,7 +554,7 @@ def test_worker_processes_give_the_same_cache_as_in_process_encoding(tmp_path):
 
     from prodcat_pipeline.config import PipelineConfig
     from prodcat_pipeline.embedder import embed
-    from prodcat_pipeline.sample import generate_titles
+    from prodcat_pipeline.synthetic import generate_titles
 
     table = generate_titles(300, seed=3)
     table = table.append_column("split", pa.array(["train"] * table.num_rows))
@@ -572,4 +572,4 @@ def test_worker_processes_give_the_same_cache_as_in_process_encoding(tmp_path):
     one, two = results[1], results[2]
     assert one.rows["text_hash"].to_pylist() == two.rows["text_hash"].to_pylist()
     assert len(one.store.manifest["shards"]) == len(two.store.manifest["shards"]) > 1
-    np.testing.assert_allclose(one.vectors(), two.vectors(), atol=2e-3)
+    np.testing.assert_allclose(all_vectors(one), all_vectors(two), atol=2e-3)

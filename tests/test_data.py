@@ -253,8 +253,10 @@ def test_grouped_split_honours_fractions(tmp_path):
     counts = ds.split_counts()
     assert abs(counts["train"] / len(ds) - 0.5) < 0.03
     assert abs(counts["test"] / len(ds) - 0.25) < 0.03
-    with pytest.raises(ProdcatError, match="sum to 1"):
-        load_dataset(DataConfig(path=str(path), split_fractions=(0.5, 0.2, 0.2)))
+    from prodcat_pipeline.config import load_config
+
+    with pytest.raises(ProdcatError, match="data.split_fractions.*sum to 1"):  # refused by the config, up front
+        load_config(overrides={"data.path": str(path), "data.split_fractions": (0.5, 0.2, 0.2)})
 
 
 def test_rows_without_cluster_are_grouped_by_identical_title(tmp_path):

@@ -9,10 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from prodcat_pipeline.cache import ShardedVectors, put_rows, take_rows
 from prodcat_pipeline.config import PipelineConfig
 from prodcat_pipeline.heads import FastDropout
 from prodcat_pipeline.losses import cross_language_positives
+from prodcat_pipeline.reader import ShardedVectors
+from prodcat_pipeline.store import put_rows, take_rows
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])

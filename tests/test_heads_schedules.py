@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from prodcat_pipeline.config import TrainConfig
 from prodcat_pipeline.errors import ProdcatError
 from prodcat_pipeline.heads import ContrastiveHead, InputTransform, LinearHead, ResidualHead, build_head
 from prodcat_pipeline.losses import classification_loss, supcon_loss
-from prodcat_pipeline.sampling import LanguageSampler, language_statistics, parse_language_weights, sample_weights
+from prodcat_pipeline.sampling import LanguageSampler, language_statistics, sample_weights
 from prodcat_pipeline.schedules import lr_scale, make_scheduler
 
 # ---------------------------------------------------------------- schedules
@@ -285,31 +286,42 @@ def test_sample_weights_auto():
     assert w.mean() == pytest.approx(1.0)
     # the cap at 10
     ids2 = lang_ids_for([1000, 1, 0])
-    w2 = sample_weights(np.zeros(len(ids2), np.int64), ids2, 2, "AUTO", ["en", "de", "fr"])
+    w2 = sample_weights(np.zeros(len(ids2), np.int64), ids2, 2, parsed("AUTO"), ["en", "de", "fr"])
     assert w2[ids2 == 1][0] / w2[ids2 == 0][0] == pytest.approx(10.0, rel=1e-5)
 
 
 def test_sample_weights_explicit_pairs():
     ids = lang_ids_for([6, 3, 1])
-    w = sample_weights(np.zeros(len(ids), np.int64), ids, 2, "en=1, de=2", ["en", "de", "fr"])
+    w = sample_weights(np.zeros(len(ids), np.int64), ids, 2, parsed("en=1, de=2"), ["en", "de", "fr"])
     raw = np.array([1.0, 2.0, 1.0])[ids]  # fr unlisted: keeps 1
     assert w == pytest.approx(raw / raw.mean(), rel=1e-5)
+
+
+def parsed(spec):
+    """A weights spec as the config validates and converts it."""
+    return TrainConfig(lang_loss_weights=spec).lang_loss_weights
 
 
 @pytest.mark.parametrize(
     "spec,match",
     [
-        ("xx=1", "'xx' is not in the training data"),
+        ("xx=1", "unknown language code 'xx'"),
         ("en", "code=weight"),
         ("en=abc", "not a number"),
         ("en=-1", ">= 0"),
+        ("en=inf", "finite"),
     ],
 )
-def test_bad_language_weights_raise(spec, match):
-    with pytest.raises(ProdcatError, match=match):
-        parse_language_weights(spec, ["en", "de"])
-    with pytest.raises(ProdcatError):
-        sample_weights(np.zeros(2, np.int64), np.array([0, 1]), 2, spec, ["en", "de"])
+def test_bad_language_weights_are_refused_by_the_config(spec, match):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=match):
+        parsed(spec)
+
+
+def test_language_weights_for_a_language_not_in_training_data():
+    with pytest.raises(ProdcatError, match="'fr' is not in the training data"):
+        sample_weights(np.zeros(2, np.int64), np.array([0, 1]), 2, parsed("fr=2"), ["en", "de"])
 
 
 def test_lang_class_weights_balance_classes_within_each_language():
@@ -336,6 +348,6 @@ def test_all_zero_language_weights_are_refused_not_nan():
     # regression: these weights used to come back as NaN (w / w.mean() with mean 0)
     ids = np.array([0, 0, 1, 1])
     with pytest.raises(ProdcatError, match="weight"):
-        sample_weights(np.zeros(4, np.int64), ids, 2, "en=0,de=0", ["en", "de"])
-    w = sample_weights(np.zeros(4, np.int64), ids, 2, "en=0", ["en", "de"])  # one language off is fine
+        sample_weights(np.zeros(4, np.int64), ids, 2, parsed("en=0,de=0"), ["en", "de"])
+    w = sample_weights(np.zeros(4, np.int64), ids, 2, parsed("en=0"), ["en", "de"])  # one language off is fine
     assert np.isfinite(w).all() and w.tolist() == [0.0, 0.0, 2.0, 2.0]

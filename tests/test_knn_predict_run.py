@@ -300,10 +300,24 @@ def test_real_minilm_end_to_end(tmp_path):
 
 
 def pipeline_config(world: World, out: str, heads: list[str], **overrides):
-    cfg = world.config(epochs=2)
-    cfg.heads, cfg.run_knn, cfg.out = heads, False, str(world.tmp / out)
-    cfg.head_overrides = overrides
-    return cfg
+    """What a pipeline.yaml would say: shared settings under `train`, per-head ones under head_overrides."""
+    from prodcat_pipeline.config import HEAD_DEFAULTS, load_config
+
+    per_head = {k: v for k, v in {**TRAIN_DEFAULTS, "epochs": 2}.items() if k in HEAD_DEFAULTS["v2"] or k == "lr"}
+    shared = {k: v for k, v in TRAIN_DEFAULTS.items() if k not in per_head}
+    head_overrides = {h: {**per_head, **overrides.get(h, {})} for h in ("linear", "v2", "v3")}
+    head_overrides |= {h: v for h, v in overrides.items() if h not in head_overrides}  # aliases, typos
+    doc = {
+        "data": {"path": str(world.data)},
+        "cache": {"dir": str(world.cache_dir)},
+        "encoder": {"device": "cpu"},
+        "train": shared,
+        "heads": heads,
+        "run_knn": False,
+        "out": str(world.tmp / out),
+        "head_overrides": head_overrides,
+    }
+    return load_config(doc)
 
 
 def test_run_api_applies_head_overrides(world):
@@ -344,14 +358,8 @@ def write_yaml(path: Path, world: World, **extra) -> Path:
         "data": {"path": str(world.data)},
         "encoder": {"device": "cpu"},
         "cache": {"dir": str(world.cache_dir)},
-        "train": {
-            "epochs": 2,
-            "batch_size": 32,
-            "lr": 0.03,
-            "classifier_hidden": 32,
-            "lang_min_samples": 3,
-            "device": "cpu",
-        },
+        "train": {"batch_size": 32, "classifier_hidden": 32, "lang_min_samples": 3, "device": "cpu"},
+        "head_overrides": {h: {"epochs": 2, "lr": 0.03, "lr_warmup_steps": 0} for h in ("linear", "v2", "v3")},
         "heads": ["linear", "v2"],
         "run_knn": True,
         "out": str(world.tmp / "pipeline"),
@@ -470,7 +478,7 @@ def test_cli_train_reference_flags_verbatim(world, monkeypatch):
         "amp": True,
     }
     assert {k: m["config"][k] for k in expected} == expected
-    assert torch.load(out / "best.pt", weights_only=False)["head_args"]["contrastive_dim"] == 16
+    assert torch.load(out / "best.pt", weights_only=True)["head_args"]["contrastive_dim"] == 16
 
 
 def test_cli_train_dash_spellings(world, monkeypatch):

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from prodcat_pipeline.sample import (
+from prodcat_pipeline.synthetic import (
     LABEL_NAMES,
     LANGUAGE_P,
     LANGUAGES,

@@ -86,10 +86,14 @@ def write_parquet(path: Path, columns: dict[str, list]) -> Path:
     return path
 
 
-TRAIN_DEFAULTS = {
+TRAIN_DEFAULTS = {  # every head-dependent default is pinned, so the tests do not follow HEAD_DEFAULTS
     "epochs": 3,
     "batch_size": 32,
     "lr": 3e-2,
+    "lr_warmup_steps": 0,
+    "label_smoothing": 0.0,
+    "classifier_dropout": 0.1,
+    "weight_decay": 0.01,
     "classifier_hidden": 32,
     "contrastive_dim": 8,
     "lang_min_samples": 3,
@@ -140,7 +144,7 @@ def world(tmp_path, monkeypatch) -> World:
 
 
 def load_ckpt(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)  # plain data: loads without unpickling code
 
 
 def head_from(path: Path):
@@ -174,10 +178,10 @@ def encoded(world: World, texts: list[str], dtype=np.float16) -> np.ndarray:
 @pytest.mark.parametrize("head", ["linear", "v2", "v3"])
 def test_each_head_trains_and_writes_metrics(world, head):
     from prodcat_pipeline import train
-    from prodcat_pipeline.trainer import predict_logits
+    from prodcat_pipeline.inference import predict_logits
 
     out = world.tmp / "runs" / head
-    result = train(world.config(head=head, epochs=3), out=out)
+    result = train(world.config(head=head, epochs=3, save_every=1), out=out)
     assert result.out_dir == out and result.head == head
     assert result.epochs_run == 3 and 1 <= result.best_epoch <= 3
     m = json.loads((out / "metrics.json").read_text())
@@ -186,8 +190,10 @@ def test_each_head_trains_and_writes_metrics(world, head):
     assert m["head"] == head and m["encoder"] == "use-multilingual" and m["epochs_run"] == 3
     assert isinstance(m["train_seconds"], float) and m["train_seconds"] >= 0
     assert len(m["history"]) == 3
-    for name in ("best.pt", "last.pt", "epoch_001.pt", "epoch_002.pt", "epoch_003.pt"):
+    for name in ("best.pt", "last.pt", "epoch_001.pt", "epoch_002.pt", "epoch_003.pt", "config.yaml"):
         assert (out / name).is_file()
+    assert "optimizer" in load_ckpt(out / "last.pt")  # only last.pt can resume: the others hold the head alone
+    assert "optimizer" not in load_ckpt(out / "best.pt") and "optimizer" not in load_ckpt(out / "epoch_001.pt")
 
     best, _ = head_from(out / "best.pt")
     for split in ("validation", "test"):
@@ -405,8 +411,14 @@ def test_languages_filter(world):
 
     res = train(world.config(head="linear", epochs=1, languages=["en", "de"]), out=world.tmp / "ende")
     assert res.metrics["validation"]["support"] == len(world.split("validation")["text"])  # evaluated on all
-    with pytest.raises(ProdcatError, match="no training rows"):
-        train(world.config(head="linear", languages=["xx"]), out=world.tmp / "xx")
+    # a real code the training split lacks: one line naming the languages it has
+    with pytest.raises(ProdcatError, match="ja not in the training split; its languages: en, de, fr"):
+        train(world.config(head="linear", languages=["de", "ja"]), out=world.tmp / "ja")
+    # not a language code at all: refused by the configuration, before anything is loaded
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown language code 'xx'"):
+        world.config(head="linear", languages=["xx"])
 
 
 def test_zero_epochs_evaluates_the_initial_head(world):

@@ -1,0 +1,86 @@
+"""Head checkpoints: one plain dict per file (no pickled objects), written atomically, loaded with
+torch's weights-only unpickler, checked against the cache and head shape they are used with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ProdcatError
+from .heads import SHAPE_KEYS, build_head
+from .reader import CachedDataset
+
+CHECKPOINT_FORMAT = "prodcat-head/1"
+
+
+def save_checkpoint(path: Path, ckpt: dict) -> None:
+    import torch
+
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint file's dict; anything but tensors and plain data in it is refused (no code runs)."""
+    import pickle
+
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ProdcatError(
+            f"refusing checkpoint {path}: it holds objects other than tensors and plain data "
+            f"({str(exc).splitlines()[0][:160]})"
+        ) from exc
+    except Exception as exc:  # truncated, not a torch file, unreadable
+        raise ProdcatError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ProdcatError(f"{path} is not a prodcat head checkpoint")
+    return ckpt
+
+
+def load_checkpoint(run: str | Path, cached: CachedDataset | None = None, which: str = "best") -> dict:
+    """A run's `best.pt` (or `last.pt`, or a checkpoint file); with `cached`, check it was trained on the same
+    cache and labels."""
+    run = Path(run)
+    path = run if run.is_file() else run / f"{which}.pt"
+    if not path.exists():
+        raise ProdcatError(f"no checkpoint at {path}: train a head there first (or drop --resume)")
+    ckpt = read_checkpoint(path)
+    if cached is not None:
+        if ckpt["label_names"] != cached.label_names:
+            raise ProdcatError(
+                f"checkpoint {path} was trained on another label set ({len(ckpt['label_names'])} labels: "
+                f"{', '.join(ckpt['label_names'][:4])}...), not this dataset's {len(cached.label_names)} labels"
+            )
+        if ckpt["cache_key"] != cached.key:
+            raise ProdcatError(
+                f"checkpoint {path} was trained on vectors of encoder '{ckpt['encoder'].get('name')}' "
+                f"(cache {ckpt['cache_key']}), not '{cached.encoder.get('name')}' (cache {cached.key}); "
+                "use the same --model"
+            )
+    return ckpt
+
+
+def check_compatible(ckpt: dict, head_name: str, head_args: dict, where: str) -> None:
+    """Refuse to load a checkpoint into a head of another kind or shape."""
+    if ckpt["head"] != head_name:
+        raise ProdcatError(f"{where} holds a '{ckpt['head']}' head, not '{head_name}'; pass --head {ckpt['head']}")
+    diff = [k for k in SHAPE_KEYS if ckpt["head_args"].get(k) != head_args.get(k)]
+    if diff:
+        detail = ", ".join(f"{k}={ckpt['head_args'].get(k)}" for k in diff)
+        raise ProdcatError(f"{where} was trained with {detail}; use the same settings to continue from it")
+
+
+def head_from_checkpoint(ckpt: dict, device: str = "cpu"):
+    """The trained head a checkpoint holds, in eval mode on `device`."""
+    head = build_head(ckpt["head"], ckpt["dim"], len(ckpt["label_names"]), ckpt["head_args"])
+    try:
+        head.load_state_dict(ckpt["head_state"])
+    except (RuntimeError, KeyError) as exc:
+        raise ProdcatError(
+            f"checkpoint's weights do not fit its own head description: {str(exc).splitlines()[0]}"
+        ) from exc
+    return head.to(device).eval()

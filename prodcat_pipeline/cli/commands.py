@@ -1,0 +1,199 @@
+"""The commands: each parses its options, resolves one configuration, calls the library and renders."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import ProdcatError
+from .app import Command, Group, app, command
+from .options import CONFIG, DATA, EMBED, ENCODER, KNN, OUT, RESUME, Opt, config_overrides, train_fields, with_options
+from .render import comparison_table, metrics_table
+
+TRAIN_FIELDS = train_fields()
+HEADS = Opt("heads", "heads", str | None, typer.Option("--heads", rich_help_panel="Output",
+            help="Comma-separated heads to train (default: linear,v2,v3)."))  # fmt: skip
+RUN_KNN = Opt("knn", "run_knn", bool | None, typer.Option("--knn/--no-knn", rich_help_panel="Output",
+              help="Also run the k-NN baseline (default on)."))  # fmt: skip
+
+
+def _setup_logging(verbose: bool, train_progress: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
+    if train_progress:  # one line per epoch even without --verbose
+        logging.getLogger("prodcat_pipeline.trainer").setLevel(logging.INFO)
+
+
+def _resolve(fn, kw: dict, notes: str = ""):
+    """The one resolved configuration: --config, else ./pipeline.yaml when present (announced), then flags."""
+    from ..config import load_config
+
+    path, found = kw.get("config"), ""
+    if path is None and not kw.get("no_config") and Path("pipeline.yaml").is_file():
+        path, found = Path("pipeline.yaml"), " (found in the current folder; --no-config ignores it)"
+    config = load_config(path, config_overrides(fn, kw))  # a bad file fails here, naming itself
+    if path is not None:
+        typer.echo(f"config: {path}{found}", err=True)
+    for head in {"train": [config.train.head], "run": config.heads}.get(notes, []):
+        for note in config.shadowed_settings(head):
+            typer.echo(f"note: {note}", err=True)
+    return config
+
+
+def _preload_in_background(*modules: str) -> None:
+    import importlib.util
+    import threading
+
+    def load():
+        for module in modules:
+            try:
+                if importlib.util.find_spec(module.split(".")[0]) is not None:
+                    __import__(module)
+            except Exception:  # only a head start: the real import reports any problem
+                pass
+
+    threading.Thread(target=load, daemon=True).start()
+
+
+@command("embed")
+@with_options(DATA, ENCODER, EMBED, CONFIG)
+def embed_command(**kw):
+    """Encode every distinct title once into the sharded embedding cache (resumable, incremental).
+
+    Example: prodcat embed --data data/lspc_sample --model use-multilingual
+    """
+    _setup_logging(bool(kw.get("verbose")))
+    from ..embedder import embed
+
+    result = embed(_resolve(embed_command, kw))
+    typer.echo(
+        f"{result.rows:,} rows, {result.unique_texts:,} distinct titles: encoded {result.encoded:,}, "
+        f"reused {result.reused:,} from the cache"
+        + (f" ({result.titles_per_second:,.0f} titles/s)" if result.encoded else "")
+    )
+    if result.split_made:
+        typer.echo("note: no split in the data: made a grouped 85/5/10 split by cluster")
+    if result.language_detected:
+        typer.echo("note: no language column: languages detected with py3langid")
+    typer.echo(f"cache: {result.cache_dir}")
+
+
+@command("train")
+@with_options(DATA, ENCODER, [OUT, RESUME], TRAIN_FIELDS, CONFIG)
+def train_command(**kw):
+    """Train a head on cached vectors (encodes the dataset first only if no cache exists).
+
+    Example: prodcat train --head v3 --data data/lspc_sample --out runs/v3 --epochs 10 --amp
+    """
+    # pyarrow's first to_numpy imports pandas (~0.5 s) and building a torch optimizer imports torch._dynamo
+    # (~1 s): start both now so they overlap with torch's own import and the cache loading
+    _preload_in_background("pandas", "torch._dynamo")
+    _setup_logging(bool(kw.get("verbose")), train_progress=True)
+    from ..trainer import train
+
+    config = _resolve(train_command, kw, notes="train")
+    result = train(config, out=kw.get("out"), resume=bool(kw.get("resume")))
+    typer.echo(
+        "encoded the dataset into the cache first (later runs reuse it)"
+        if result.cache_built
+        else "reused the embedding cache: no titles re-encoded"
+    )
+    metrics_table(result.metrics, config.train.lang_top_k)
+    typer.echo(f"run: {result.out_dir} (best epoch {result.best_epoch}/{result.epochs_run}, "
+               f"{result.train_seconds:.1f}s)")  # fmt: skip
+
+
+@command("knn-eval")
+@with_options(DATA, ENCODER, [OUT], KNN, CONFIG)
+def knn_eval_command(**kw):
+    """k-nearest-neighbour baseline (FAISS) on the same cache: the train split is the index.
+
+    Example: prodcat knn-eval --data data/lspc_sample --k 10 --index flat
+    """
+    _setup_logging(bool(kw.get("verbose")))
+    from ..knn import knn_eval
+
+    config = _resolve(knn_eval_command, kw)
+    result = knn_eval(config, out=kw.get("out"))
+    metrics_table(result.metrics, config.train.lang_top_k)
+    typer.echo(f"index build {result.build_seconds:.2f}s, search {result.search_seconds:.2f}s; "
+               f"metrics: {result.out_dir}")  # fmt: skip
+
+
+@command("run")
+@with_options(DATA, ENCODER, [Opt("out", "out", str | None, OUT.option), HEADS, RUN_KNN], TRAIN_FIELDS, CONFIG)
+def run_command(**kw):
+    """The whole pipeline: embed, train each head, k-NN, one comparison table and plot.
+
+    Every training flag applies to each head on top of its own defaults, exactly as in `prodcat train`.
+
+    Example: prodcat run --config pipeline.yaml
+    """
+    _setup_logging(bool(kw.get("verbose")))
+    from ..pipeline import run
+
+    config = _resolve(run_command, kw, notes="run")
+    result = run(config)
+    typer.echo(f"embed: {result.encoded:,} titles encoded ({result.embed_seconds:.1f}s; "
+               "cached titles are never re-encoded)")  # fmt: skip
+    comparison_table(result.rows)
+    typer.echo(f"results: {result.out_dir}/comparison.md, comparison.png, <head>/metrics.json")
+
+
+config_app = typer.Typer(
+    cls=Group, help="Inspect the configuration.", no_args_is_help=True, add_completion=False, rich_markup_mode=None
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show", cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
+@with_options(DATA, ENCODER, TRAIN_FIELDS, CONFIG)
+def config_show_command(**kw):
+    """Print the resolved configuration as YAML: defaults < pipeline.yaml < the head's defaults <
+    head_overrides < flags.
+
+    Example: prodcat config show --head linear --lr 0.1
+    """
+    from ..config import to_yaml
+
+    typer.echo(to_yaml(_resolve(config_show_command, kw, notes="train")), nl=False)
+
+
+@command("predict")
+def predict_command(
+    run: Annotated[str, typer.Option("--run", "-r", help="Run folder written by `prodcat train` (uses best.pt).")],
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="'-' for stdin (one title per line), .txt, .csv, .parquet, .jsonl.")
+    ] = "-",
+    output: Annotated[str, typer.Option("--output", help="Where to write predictions ('-' = stdout).")] = "-",
+    format: Annotated[str, typer.Option("--format", help="jsonl (default) or csv.")] = "jsonl",
+    top_k: Annotated[int, typer.Option("--top-k", help="Labels listed per title.")] = 3,
+    text_column: Annotated[str, typer.Option("--text-column", help="Title column of a table input.")] = "text",
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Titles per encode batch.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+):
+    """Classify new titles with a trained run: its encoder, its best head; JSONL or CSV out.
+
+    Example: echo "Damen Laufschuhe schwarz" | prodcat predict --run runs/sample/v2
+    """
+    _setup_logging(verbose)
+    from ..predictor import Predictor, read_titles, write_predictions
+
+    if format not in ("jsonl", "csv"):
+        raise ProdcatError(f"unknown --format '{format}': jsonl or csv")
+    titles = read_titles(input, text_column)
+    rows = Predictor(run, device=device, batch_size=batch_size).predict(titles, top_k=top_k)
+    if output == "-":
+        write_predictions(rows, sys.stdout, format)
+    else:
+        from ..atomic import atomic_path
+
+        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+            write_predictions(rows, fh, format)
+        typer.echo(f"{len(rows):,} predictions written to {output}", err=True)

@@ -1,0 +1,49 @@
+"""Text normalisation and hashing shared by the loader, the cache and prediction."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PREPROCESSING = "strip+collapse-unicode-whitespace/v2"  # what preprocess_texts does; part of the cache key
+_CHUNK = 1 << 22
+
+
+def preprocess_texts(texts: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """The text every encoder sees: trimmed, runs of (Unicode) whitespace collapsed to one space."""
+    # \s in RE2 is ASCII-only: \p{Z} adds no-break and other Unicode spaces
+    return pc.replace_substring_regex(pc.utf8_trim_whitespace(texts), r"[\s\p{Z}\x0b]+", " ")
+
+
+def text_hashes(texts: list[str]) -> list[str]:
+    """The cache's key of each (preprocessed) title: 128-bit BLAKE2b, hex."""
+    return [hashlib.blake2b(t.encode("utf-8"), digest_size=16).hexdigest() for t in texts]
+
+
+def update_with_file(hasher, path: str | os.PathLike) -> None:
+    """Feed a file's bytes into `hasher` in chunks (never the whole file in memory)."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            hasher.update(chunk)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    update_with_file(h, path)
+    return h.hexdigest()
+
+
+def hash_folder(folder: Path) -> str:
+    """sha256 over every file's relative name and bytes (README and dot-files excluded), 20 hex digits."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = f.relative_to(folder).as_posix()
+        if rel.startswith(".") or "/." in rel or f.name.lower().startswith("readme"):
+            continue
+        h.update(rel.encode() + b"\0")
+        update_with_file(h, f)
+    return h.hexdigest()[:20]

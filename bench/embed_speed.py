@@ -4,7 +4,7 @@ plus the dedup speed-up on a corpus with duplicate offers.
 
     .venv/bin/python bench/embed_speed.py [--models use-multilingual,minilm] [--titles 20000] [--batch-size 128]
 
-Titles come from the project's synthetic LSPC generator (prodcat_pipeline.sample). The dedup part counts
+Titles come from the project's synthetic LSPC generator (prodcat_pipeline.synthetic). The dedup part counts
 distinct titles of the full 952k-row corpus (cheap) and times embed vs bare encode on a duplicate-rich
 subset (`--dup-rows`).
 """
@@ -43,14 +43,13 @@ def bare_encode(model_name: str, texts: list[str], batch_size: int) -> float:
 
 
 def prodcat_embed(model_name: str, data: Path, batch_size: int, cache: Path) -> tuple[float, int, float]:
-    from prodcat_pipeline.config import PipelineConfig
+    from prodcat_pipeline.config import load_config
     from prodcat_pipeline.embedder import embed
 
-    cfg = PipelineConfig()
-    cfg.data.path = str(data)
-    cfg.encoder.model = model_name
-    cfg.encoder.batch_size = batch_size
-    cfg.cache.dir = str(cache)
+    cfg = load_config(
+        overrides={"data.path": str(data), "encoder.model": model_name, "encoder.batch_size": batch_size,
+                   "cache.dir": str(cache)}
+    )  # fmt: skip
     t = time.perf_counter()
     result = embed(cfg, show_progress=False)
     return time.perf_counter() - t, result.encoded, result.encode_seconds

@@ -84,19 +84,17 @@ def skewed_taxonomy() -> Path:
 
 
 def dataset_config(name: str):
-    from prodcat_pipeline.config import PipelineConfig
+    from prodcat_pipeline.config import load_config
 
-    cfg = PipelineConfig()
     if name == "taxonomy":
-        cfg.data.path, cfg.data.cluster_column = str(skewed_taxonomy()), "group_id"
+        data = {"data.path": str(skewed_taxonomy()), "data.cluster_column": "group_id"}
     else:
-        cfg.data.path = str(SHARED / "mwpd2020_task2_wdc_gs1" / "mwpd2020_task2.parquet")
-        cfg.data.text_column, cfg.data.cluster_column = "title", "source_id"
-    t = cfg.train
-    t.head, t.epochs, t.batch_size, t.lr, t.lr_warmup_steps = "v2", 30, 128, 2e-3, 50
-    t.early_stopping_patience, t.label_smoothing, t.classifier_dropout = 6, 0.05, 0.2
-    t.lang_min_samples, t.save_every = 20, 0
-    return cfg
+        data = {"data.path": str(SHARED / "mwpd2020_task2_wdc_gs1" / "mwpd2020_task2.parquet")}
+        data |= {"data.text_column": "title", "data.cluster_column": "source_id"}
+    train = {"head": "v2", "epochs": 30, "batch_size": 128, "lr": 2e-3, "lr_warmup_steps": 50}
+    train |= {"early_stopping_patience": 6, "label_smoothing": 0.05, "classifier_dropout": 0.2}
+    train |= {"lang_min_samples": 20, "save_every": 0}
+    return load_config(None, data | {f"train.{k}": v for k, v in train.items()})
 
 
 def _scorer(results: dict[str, list[dict]]):

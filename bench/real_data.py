@@ -1,12 +1,14 @@
 """Heads vs baselines on the real data in ../shared/data (validation protocol: fit on train, report validation).
 
-    .venv/bin/python bench/real_data.py [--models use-multilingual,minilm] [--epochs 40]
+    .venv/bin/python bench/real_data.py [--models use-multilingual,minilm] [--seeds 0,1,2]
 
 For MWPD2020 (English offers, 37 GS1 classes) and the Google taxonomy (7 languages, 21 classes) it trains
-prodcat's linear, v2 and v3 heads and the FAISS k-NN baseline on one embedding cache, and measures in the
-same run two baselines: scikit-learn LogisticRegression on the same cached vectors (C picked on
-validation, like the heads' early stopping) and fastText supervised on the raw titles (when installed).
-Prints one table per dataset (validation macro-F1, micro-F1, non-English mean) and the best head's margin.
+prodcat's linear, v2 and v3 heads with their own defaults (no flags) over several seeds and the FAISS k-NN
+baseline on one embedding cache, and measures in the same run two baselines: scikit-learn
+LogisticRegression on the same cached vectors (C in 1..100 picked on validation, like the heads' best
+epoch) and fastText supervised on the raw titles (when installed, same seeds). Prints one table per
+dataset (validation macro-F1, micro-F1, non-English mean: mean ± spread over seeds), the default linear
+head's gap to LogisticRegression and the best head's margin over the best baseline.
 Skips cleanly when ../shared/data is absent.
 """
 
@@ -42,8 +44,8 @@ def logistic_regression(cached):
     Xv, yv = cached.split_arrays("validation")
     best = None
     t = time.perf_counter()
-    for C in (1.0, 10.0, 100.0):
-        clf = LogisticRegression(C=C, max_iter=2000).fit(X, y)
+    for C in (1.0, 3.0, 10.0, 30.0, 100.0):
+        clf = LogisticRegression(C=C, max_iter=3000).fit(X, y)
         pred = clf.predict(Xv)
         score = f1_score(yv, pred, average="macro", zero_division=0)
         if best is None or score > best[0]:
@@ -51,7 +53,7 @@ def logistic_regression(cached):
     return best[2], yv, time.perf_counter() - t, f"C={best[1]:g}"
 
 
-def fasttext_baseline(path, text_column, cached):
+def fasttext_baseline(path, text_column, cached, seed: int = 0):
     try:
         import fasttext
     except ImportError:
@@ -71,7 +73,7 @@ def fasttext_baseline(path, text_column, cached):
                     fh.write(f"__label__{y} {t}\n")
         t0 = time.perf_counter()
         model = fasttext.train_supervised(
-            str(train_file), epoch=25, lr=0.5, wordNgrams=2, minn=2, maxn=5, dim=100, verbose=0, thread=2, seed=0
+            str(train_file), epoch=25, lr=0.5, wordNgrams=2, minn=2, maxn=5, dim=100, verbose=0, thread=1, seed=seed
         )
         seconds = time.perf_counter() - t0
     val = [i for i, s in enumerate(split) if s == "validation"]
@@ -80,41 +82,46 @@ def fasttext_baseline(path, text_column, cached):
     return pred, labels[val], seconds
 
 
-def row(name, y_true, y_pred, languages, seconds, note=""):
+def scores(y_true, y_pred, languages) -> dict:
     from sklearn.metrics import f1_score
 
     from prodcat_pipeline.metrics import non_english_mean, per_language_f1
 
     per_lang = per_language_f1(y_true, y_pred, languages, lang_min_samples=20) if languages is not None else {}
     return {
-        "model": name,
-        "val_macro_f1": f1_score(y_true, y_pred, average="macro", zero_division=0),
-        "val_micro_f1": f1_score(y_true, y_pred, average="micro", zero_division=0),
-        "non_en_macro_f1": non_english_mean(per_lang),
-        "seconds": seconds,
-        "note": note,
+        "macro": f1_score(y_true, y_pred, average="macro", zero_division=0),
+        "micro": f1_score(y_true, y_pred, average="micro", zero_division=0),
+        "non_en": non_english_mean(per_lang),
     }
 
 
-def from_metrics(m, note=""):
+def from_metrics(m) -> dict:
     from prodcat_pipeline.metrics import non_english_mean
 
     v = m["validation"]
-    return {
-        "model": m["head"],
-        "val_macro_f1": v["macro_f1"],
-        "val_micro_f1": v["micro_f1"],
-        "non_en_macro_f1": non_english_mean(v.get("per_language", {})),
-        "seconds": m["train_seconds"],
-        "note": note,
-    }
+    return {"macro": v["macro_f1"], "micro": v["micro_f1"], "non_en": non_english_mean(v.get("per_language", {}))}
+
+
+def summary(name: str, runs: list[dict], seconds: float, note: str) -> dict:
+    """One table row: mean ± spread (population std over seeds; one run: no spread) of each score."""
+
+    def cell(key):
+        vals = [r[key] for r in runs if r[key] is not None]
+        if not vals:
+            return "–"
+        return f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if len(vals) > 1 else "")
+
+    mean = float(np.mean([r["macro"] for r in runs]))
+    return {"model": name, "val_macro_f1": cell("macro"), "val_micro_f1": cell("micro"),
+            "non_en_macro_f1": cell("non_en"), "seconds": f"{seconds:.2f}", "note": note, "_mean": mean,
+            "_std": float(np.std([r["macro"] for r in runs]))}  # fmt: skip
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="use-multilingual", help="comma-separated encoders")
     ap.add_argument("--datasets", default="mwpd,taxonomy")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of every head (and fastText)")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "real_data"))
     args = ap.parse_args(argv)
@@ -122,55 +129,66 @@ def main(argv=None) -> int:
         print(f"skipped: {SHARED} not found (the real data lives beside the project root)")
         return 0
 
-    from prodcat_pipeline.config import PipelineConfig, train_config_for
+    from prodcat_pipeline.config import load_config
     from prodcat_pipeline.embedder import embed
     from prodcat_pipeline.knn import knn_eval
     from prodcat_pipeline.pipeline import format_markdown
     from prodcat_pipeline.trainer import train
 
+    seeds = [int(x) for x in args.seeds.split(",")]
     for ds_name in args.datasets.split(","):
         spec = DATASETS[ds_name]
         if not spec["path"].exists():
             print(f"skipped {ds_name}: {spec['path']} not found")
             continue
         for model in args.models.split(","):
-            cfg = PipelineConfig()
-            cfg.data.path = str(spec["path"])
-            for k, v in spec["data"].items():
-                setattr(cfg.data, k, v)
-            cfg.encoder.model = model
-            cfg.cache.dir = args.cache_dir
-            cfg.train.epochs = args.epochs
-            cfg.train.early_stopping_patience = 8
-            cfg.train.batch_size = 128
-            cfg.train.lr = 2e-3
-            cfg.train.lr_warmup_steps = 50
-            cfg.train.label_smoothing = 0.05
-            cfg.train.classifier_dropout = 0.2
-            cfg.train.lang_min_samples = 20
-            cfg.head_overrides = {"linear": {"lr": 2e-2}}
+            overrides = {f"data.{k}": v for k, v in spec["data"].items()}
+            overrides |= {"data.path": str(spec["path"]), "encoder.model": model, "cache.dir": args.cache_dir}
+            cfg = load_config(None, overrides)  # every head with its own defaults: no flags, no tuning
             out = Path(args.out) / ds_name / model
             emb = embed(cfg)
             cached = emb.cached
             langs_val = cached.column("language", "validation")
             rows = []
             for head in ("linear", "v2", "v3"):
-                res = train(train_config_for(cfg, head), out=out / head, cached=cached)
-                rows.append(from_metrics(res.metrics, f"best epoch {res.best_epoch}/{res.epochs_run}"))
-            rows.append(from_metrics(knn_eval(cfg, out=out / "knn", cached=cached).metrics, "k=10 flat"))
+                runs, secs = [], []
+                for seed in seeds:
+                    c = cfg.for_head(head)
+                    c.train.seed = seed
+                    res = train(c, out=out / f"{head}-{seed}", cached=cached, show_progress=False)
+                    runs.append(from_metrics(res.metrics))
+                    secs.append(res.train_seconds)
+                t = c.train
+                note = f"defaults: lr {t.lr:g}, {t.epochs} epochs, wd {t.weight_decay:g}, {len(seeds)} seeds"
+                rows.append(summary(head, runs, float(np.mean(secs)), note))
+            knn = knn_eval(cfg, out=out / "knn", cached=cached)
+            rows.append(summary("knn", [from_metrics(knn.metrics)], knn.build_seconds + knn.search_seconds,
+                                f"k={cfg.knn.k} flat, {cfg.knn.weighting}"))  # fmt: skip
             pred, yv, secs, note = logistic_regression(cached)
-            rows.append(row("sklearn LogisticRegression", yv, pred, langs_val, secs, note))
-            ft = fasttext_baseline(spec["path"], cfg.data.text_column, cached)
-            if ft is not None:
-                rows.append(row("fastText (raw titles)", ft[1], ft[0], langs_val, ft[2], "epoch 25, wordNgrams 2"))
-            best_head = max((r for r in rows[:3]), key=lambda r: r["val_macro_f1"])
-            best_base = max((r for r in rows[4:]), key=lambda r: r["val_macro_f1"])
+            rows.append(summary("sklearn LogisticRegression", [scores(yv, pred, langs_val)], secs, note))
+            ft_runs, ft_secs = [], []
+            for seed in seeds:
+                ft = fasttext_baseline(spec["path"], cfg.data.text_column, cached, seed)
+                if ft is not None:
+                    ft_runs.append(scores(ft[1], ft[0], langs_val))
+                    ft_secs.append(ft[2])
+            if ft_runs:
+                rows.append(summary("fastText (raw titles)", ft_runs, float(np.mean(ft_secs)),
+                                    f"epoch 25, wordNgrams 2, {len(ft_runs)} seeds"))  # fmt: skip
             print(f"\n### {ds_name} — encoder {model} ({emb.rows:,} rows, {emb.unique_texts:,} distinct titles)\n")
-            print(format_markdown(rows))
-            margin = best_head["val_macro_f1"] - best_base["val_macro_f1"]
+            print(format_markdown([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]))
+            by = {r["model"]: r for r in rows}
+            lin, lr = by["linear"], by["sklearn LogisticRegression"]
+            gap = lin["_mean"] - lr["_mean"]
+            print(
+                f"default linear head vs LogisticRegression (same vectors): {gap:+.4f} validation macro-F1 "
+                f"(linear spread ±{lin['_std']:.4f}) → {'within' if abs(gap) <= 0.01 else 'NOT within'} 0.01"
+            )
+            best_head = max(rows[:3], key=lambda r: r["_mean"])
+            best_base = max(rows[3:], key=lambda r: r["_mean"])
             print(
                 f"best head {best_head['model']} vs best baseline {best_base['model']}: "
-                f"{margin:+.4f} validation macro-F1 (ratio {best_head['val_macro_f1'] / best_base['val_macro_f1']:.3f}x)"
+                f"{best_head['_mean'] - best_base['_mean']:+.4f} validation macro-F1"
             )
             sys.stdout.flush()
     return 0

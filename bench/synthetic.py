@@ -1,6 +1,6 @@
 """Shared by the scale benchmarks: the LSPC-sized synthetic corpus and a synthetic embedding cache for it.
 
-The corpus comes from the project's own generator (prodcat_pipeline.sample: 952k rows, reference language
+The corpus comes from the project's own generator (prodcat_pipeline.synthetic: 952k rows, reference language
 skew, ~30 % duplicate offers, realistic title lengths). The cache is built by the real `embed` code path
 (hashing, dedup, shards, writer thread) with a stand-in encoder that returns random unit vectors with a
 weak class signal, so stage two can be measured without encoding a million titles first.
@@ -65,20 +65,21 @@ def synthetic_cache(dim: int = 384, rows: int = 952_000, cache_dir: Path | None 
     import pyarrow.parquet as pq
 
     import prodcat_pipeline.embedder as embedder
-    from prodcat_pipeline.cache import CacheError, load_cache, preprocess_texts
-    from prodcat_pipeline.config import PipelineConfig
+    from prodcat_pipeline.config import load_config
+    from prodcat_pipeline.errors import CacheMissing
+    from prodcat_pipeline.reader import load_cache
+    from prodcat_pipeline.text import preprocess_texts
 
     data = corpus(rows)
     encoder_dir = OUT / f"synthetic-encoder-{dim}"
     encoder_dir.mkdir(parents=True, exist_ok=True)
     (encoder_dir / "weights.txt").write_text(f"structured random unit vectors v3, dim={dim}, seed=0\n")
-    cfg = PipelineConfig()
-    cfg.data.path = str(data)
-    cfg.encoder.model = str(encoder_dir)
-    cfg.cache.dir = str(cache_dir or OUT / "cache")
+    cfg = load_config(
+        overrides={"data.path": str(data), "encoder.model": str(encoder_dir), "cache.dir": str(cache_dir or OUT / "cache")}
+    )
     try:
-        return cfg, load_cache(config=cfg)
-    except CacheError:
+        return cfg, load_cache(cfg)
+    except CacheMissing:
         pass
     table = pq.read_table(data, columns=["text", "label", "cluster"])
     texts = preprocess_texts(table["text"]).to_pylist()

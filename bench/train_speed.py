@@ -61,35 +61,20 @@ def profile_outside_matmul(cfg, cached, steps: int = 60) -> float:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from prodcat_pipeline.cache import ShardedVectors
-    from prodcat_pipeline.heads import build_head
-    from prodcat_pipeline.trainer import _amp_setup, _batch_loss
+    from prodcat_pipeline.heads import build_head, head_args
+    from prodcat_pipeline.trainer import _batch_loss
+    from prodcat_pipeline.training_data import build_training_data
 
     tc = cfg.train
-    mask = cached.mask("train")
-    y = cached.rows["label"].to_numpy()[mask]
-    tensors = {
-        "X": ShardedVectors(cached.store),
-        "vec": torch.from_numpy(cached.rows["vec"].to_numpy()[mask].astype(np.int64)),
-        "y": torch.from_numpy(y),
-        "lang": torch.zeros(len(y), dtype=torch.long),
-        "cluster": torch.zeros(len(y), dtype=torch.long),
-        "weights": None,
-        "teacher": None,
-    }
-    head = build_head(
-        tc.head,
-        cached.dim,
-        len(cached.label_names),
-        {"hidden": tc.classifier_hidden, "dropout": tc.classifier_dropout, "contrastive_dim": tc.contrastive_dim},
-    )
+    data = build_training_data(cached, tc, "cpu")
+    head = build_head(tc.head, cached.dim, data.n_classes, head_args(tc, len(data.languages)))
     opt = torch.optim.AdamW(head.parameters(), lr=1e-3, fused=True)
-    amp_dtype, _ = _amp_setup(tc.amp, "cpu")
+    amp_dtype = torch.bfloat16 if tc.amp else None
     rng = np.random.default_rng(0)
 
     def step():
-        idx = torch.from_numpy(rng.integers(0, len(y), tc.batch_size))
-        loss = _batch_loss(head, idx, tensors, tc, amp_dtype, tc.head == "v3")
+        idx = torch.from_numpy(rng.integers(0, data.n_rows, tc.batch_size))
+        loss = _batch_loss(head, data, idx, tc, amp_dtype, tc.head == "v3")
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -145,6 +130,7 @@ def cli_train(cfg, out: Path) -> tuple[float, float]:
         "1024",
         "--save_every",
         "0",
+        "--no-config",
     ]
     t0 = time.time()
     proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -176,7 +162,6 @@ def main(argv=None) -> int:
 
     import torch
 
-    from prodcat_pipeline.config import train_config_for
     from prodcat_pipeline.trainer import train
 
     print(
@@ -207,7 +192,7 @@ def main(argv=None) -> int:
                 for prec in args.precisions.split(","):
                     cfg.train.epochs, cfg.train.batch_size, cfg.train.amp = 1, batch, prec == "bf16"
                     cfg.train.classifier_hidden, cfg.train.save_every = 512, 0
-                    c = train_config_for(cfg, head)
+                    c = cfg.for_head(head)
                     res = train(c, out=Path(tmp) / f"{head}-{batch}-{prec}", cached=cached, show_progress=False)
                     secs = res.history[0]["seconds"]
                     epoch_seconds[(head, batch, prec)] = secs

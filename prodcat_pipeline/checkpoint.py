@@ -24,16 +24,20 @@ def save_checkpoint(path: Path, ckpt: dict) -> None:
 def read_checkpoint(path: Path) -> dict:
     """A checkpoint file's dict; anything but tensors and plain data in it is refused (no code runs)."""
     import pickle
+    import re
 
     import torch
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ProdcatError(
-            f"refusing checkpoint {path}: it holds objects other than tensors and plain data "
-            f"({str(exc).splitlines()[0][:160]})"
-        ) from exc
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:  # a pickled object or function: loading it could run code
+            raise ProdcatError(
+                f"refusing checkpoint {path}: it holds a Python object ({found.group(1)}), not just tensors and "
+                "plain data; prodcat never loads such files"
+            ) from exc
+        raise ProdcatError(f"cannot read checkpoint {path}: not a torch checkpoint, or damaged") from exc
     except Exception as exc:  # truncated, not a torch file, unreadable
         raise ProdcatError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:

@@ -5,36 +5,27 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ProdcatError
+from .language import ISO_639_1
 
 HEADS = ("linear", "v2", "v3")
 HEAD_ALIASES = {"v1": "linear", "residual": "v2", "contrastive": "v3"}
 DEFAULT_HEAD = "v2"
 
 # What each head needs to reach its potential without hand tuning (chosen on the validation splits of the
-# real data in ../shared/data, mean over 3 seeds; BENCHMARKS.md). A lone linear layer on unit vectors
-# needs a step ~30x larger than the MLPs. These beat the shared `train:` section of pipeline.yaml; set
+# real data in ../shared/data, mean over 3 seeds; BENCHMARKS.md §2). A lone linear layer on unit vectors
+# needs a step ~100x larger than the MLPs. These beat the shared `train:` section of pipeline.yaml; set
 # `head_overrides.<head>` or a flag to change them.
 HEAD_DEFAULTS: dict[str, dict] = {
-    "linear": {"lr": 0.03, "epochs": 30, "weight_decay": 0.0, "label_smoothing": 0.0, "lr_warmup_steps": 0},
-    "v2": {"lr": 1e-3, "epochs": 30, "lr_warmup_steps": 200, "classifier_dropout": 0.2, "label_smoothing": 0.05},
-    "v3": {"lr": 1e-3, "epochs": 30, "lr_warmup_steps": 200, "classifier_dropout": 0.2, "label_smoothing": 0.05},
+    "linear": {"lr": 0.1, "epochs": 20, "weight_decay": 0.05, "label_smoothing": 0.0, "lr_warmup_steps": 0},
+    "v2": {"lr": 1e-3, "epochs": 30, "weight_decay": 0.01, "label_smoothing": 0.05, "lr_warmup_steps": 200},
+    "v3": {"lr": 1e-3, "epochs": 30, "weight_decay": 0.01, "label_smoothing": 0.05, "lr_warmup_steps": 200},
 }
 
-# ISO 639-1 codes (plus `und`, what rows without a language get): `--languages` and language weights must use them
-ISO_639_1 = frozenset(
-    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee el "
-    "en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu "
-    "ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na "
-    "nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so "
-    "sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu "
-    "und".split()
-)
 _DEVICE = re.compile(r"^(cpu|mps|(cuda|xpu)(:\d+)?)$")
 MAX_YAML_BYTES = 1 << 20  # a pipeline.yaml is a few KB; anything near this is a mistake or an attack
 MAX_YAML_NODES = 20_000  # after alias expansion: a YAML "billion laughs" is refused, not expanded
@@ -126,7 +117,7 @@ class TrainConfig(_Section):
     lr_min_scale: float = _f(0.01, "Floor of the schedule, as a fraction of lr.", "Schedule", ge=0, le=1)
     lr_decay: float = _f(0.9999, "Per-step factor of the exponential schedule.", "Schedule", gt=0, le=1)
     weight_decay: float = _f(0.01, "AdamW weight decay.", "Regularisation", ge=0, le=10)
-    classifier_dropout: float = _f(0.2, "Dropout inside the residual block.", "Regularisation", ge=0, lt=1)
+    classifier_dropout: float = _f(0.3, "Dropout inside the residual block.", "Regularisation", ge=0, lt=1)
     label_smoothing: float = _f(0.05, "Cross-entropy label smoothing.", "Regularisation", ge=0, lt=1)
     focal_gamma: float = _f(0.0, "Focal-loss gamma (0 = plain cross-entropy).", "Regularisation", ge=0, le=10)
     focal_alpha: float | None = _f(None, "Scalar weight of the focal loss (default 1).", "Regularisation", gt=0)
@@ -256,6 +247,17 @@ class PipelineConfig(_Section):
             out.setdefault(head, {}).update(values)
         return out
 
+    @classmethod
+    def from_resolved(cls, doc: dict) -> PipelineConfig:
+        """A configuration saved after resolution (config.yaml, a checkpoint's "config"): validated again,
+        its train section kept exactly as it was (it already holds the head's defaults)."""
+        try:
+            config = cls.model_validate(doc)
+        except ValidationError as exc:
+            raise ProdcatError(f"stored config: {_describe(exc)}") from None
+        config._layers = {"yaml": {}, "flags": config.train.model_dump(exclude={"head"})}
+        return config
+
     def for_head(self, head: str | None = None) -> PipelineConfig:
         """This configuration with `train` resolved for `head` (default: train.head): the shared train settings
         of pipeline.yaml < the head's defaults < head_overrides[head] < flags and edits made in Python."""
@@ -294,14 +296,6 @@ def _resolve_train(yaml_train: dict, head: str, head_overrides: dict, explicit: 
         return TrainConfig.model_validate(merged)
     except ValidationError as exc:
         raise ProdcatError(f"config: {_describe(exc, 'train.')}") from None
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("PRODCAT_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "prodcat"
 
 
 def _describe(err: ValidationError, prefix: str = "") -> str:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+# ISO 639-1 codes (plus `und`, what rows without a language get): `--languages` and language weights must use them
+ISO_639_1 = frozenset(
+    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee el "
+    "en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu "
+    "ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na "
+    "nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so "
+    "sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu "
+    "und".split()
+)
 
 
-def detect_languages(texts: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """ISO 639-1 code per title, detected once per distinct title with py3langid."""
+def detect_languages(texts):
+    """ISO 639-1 code per title (a pyarrow string array), detected once per distinct title with py3langid."""
+    import numpy as np
     import py3langid
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     encoded = pc.dictionary_encode(texts)
     if isinstance(encoded, pa.ChunkedArray):

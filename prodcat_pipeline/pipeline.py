@@ -118,7 +118,8 @@ def plot_comparison(rows: list[dict], languages: list[str], path: Path) -> None:
     ax.set_xticks(x, groups)
     ax.set_ylabel("validation macro-F1")
     ax.set_ylim(0, 1)
-    ax.legend(ncols=min(len(rows), 4), fontsize=8)
+    # above the axes, so it never covers a bar
+    ax.legend(ncols=min(len(rows), 6), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)

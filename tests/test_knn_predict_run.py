@@ -273,6 +273,7 @@ REAL_TITLES = {
 }
 
 
+@pytest.mark.slow
 def test_real_minilm_end_to_end(tmp_path):
     """The packaged MiniLM encoder, offline: embed, train, then predict raw titles with the run."""
     from prodcat_pipeline import train

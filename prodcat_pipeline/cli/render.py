@@ -33,15 +33,37 @@ def _cell(key: str, value) -> str:
     return str(value)
 
 
+HEADINGS = {
+    "head": "head",
+    "val_macro_f1": "val macro-F1",
+    "val_micro_f1": "val micro-F1",
+    "test_macro_f1": "test macro-F1",
+    "test_micro_f1": "test micro-F1",
+    "train_seconds": "train s",
+}
+
+
 def comparison_table(rows: list[dict]) -> None:
+    """Two tables that each fit 80 columns: overall scores, then validation macro-F1 per language."""
     from rich.console import Console
     from rich.table import Table
 
     if not rows:
         return
-    table = Table(title="comparison (validation / test)")
-    for key in rows[0]:
-        table.add_column(key.replace("_", " "), justify="left" if key == "head" else "right")
+    console = Console()
+    overall = Table(title="comparison")
+    keys = [k for k in rows[0] if k in HEADINGS]
+    for key in keys:
+        overall.add_column(HEADINGS[key], justify="left" if key == "head" else "right")
     for r in rows:
-        table.add_row(*(_cell(k, v) for k, v in r.items()))
-    Console().print(table)
+        overall.add_row(*(_cell(k, r[k]) for k in keys))
+    console.print(overall)
+    languages = [k for k in rows[0] if k.startswith("val_") and k not in HEADINGS]
+    if languages:
+        per_language = Table(title="validation macro-F1 per language")
+        per_language.add_column("head")
+        for key in languages:
+            per_language.add_column(key.removeprefix("val_"), justify="right")
+        for r in rows:
+            per_language.add_row(r["head"], *(_cell(k, r[k]) for k in languages))
+        console.print(per_language)

@@ -76,7 +76,7 @@ def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = 
         timings = store.manifest.setdefault("timings", {})
         timings["last_encode_seconds"] = round(encode_seconds, 3)
         timings["last_encode_titles_per_second"] = round(len(missing) / max(encode_seconds, 1e-9), 1)
-    entry = _write_row_index(store, config, ds, hashes.take(pa.array(row_unique)), positions[row_unique])
+    entry = _write_row_index(store, config, ds, hashes.take(pa.array(row_unique)), positions[row_unique], len(uniques))
     return EmbedResult(
         cache_dir=store.folder,
         rows=len(ds),
@@ -116,7 +116,9 @@ def _distinct_titles(ds: Dataset) -> tuple[list[str], np.ndarray, pa.Array]:
     return uniques, encoded.indices.to_numpy(), pa.array(text_hashes(uniques), pa.string())
 
 
-def _write_row_index(store: VectorStore, config: PipelineConfig, ds: Dataset, row_hash: pa.Array, row_vec) -> dict:
+def _write_row_index(
+    store: VectorStore, config: PipelineConfig, ds: Dataset, row_hash: pa.Array, row_vec, n_unique: int
+) -> dict:
     """The dataset's row index (every row points at its vector), then its manifest entry."""
     table = ds.table
     rows = pa.table(
@@ -137,7 +139,7 @@ def _write_row_index(store: VectorStore, config: PipelineConfig, ds: Dataset, ro
         "source": ds.source,
         "index": index_name,
         "rows": len(ds),
-        "unique_texts": len(pc.unique(row_hash)),
+        "unique_texts": n_unique,
         "label_names": ds.label_names,
         "splits": ds.split_counts(),
         "language_detected": ds.language_detected,

@@ -53,6 +53,16 @@ def logistic_regression(cached):
     return best[2], yv, time.perf_counter() - t, f"C={best[1]:g}"
 
 
+def table_knn(cached, langs_val) -> dict:
+    """The temperature-weighted k-NN of the issue's baseline table: k=10, votes exp(cos/0.1)."""
+    from prodcat_pipeline.knn import KnnClassifier
+
+    X, y = cached.split_arrays("train")
+    Xv, yv = cached.split_arrays("validation")
+    clf = KnnClassifier(k=10, temperature=0.1, weighting="softmax").fit(X, y, n_classes=len(cached.label_names))
+    return scores(yv, clf.predict(Xv), langs_val)
+
+
 def fasttext_baseline(path, text_column, cached, seed: int = 0):
     try:
         import fasttext
@@ -117,13 +127,39 @@ def summary(name: str, runs: list[dict], seconds: float, note: str) -> dict:
             "_std": float(np.std([r["macro"] for r in runs]))}  # fmt: skip
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="use-multilingual", help="comma-separated encoders")
+def real_data_args(description: str, out_name: str, models: str = "use-multilingual") -> argparse.ArgumentParser:
+    """The options every real-data benchmark shares; add its own before parsing."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--models", default=models,
+                    help="comma-separated encoders; use-multilingual+minilm = the two concatenated")  # fmt: skip
     ap.add_argument("--datasets", default="mwpd,taxonomy")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of every head (and fastText)")
     ap.add_argument("--cache-dir", default=None)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "real_data"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / out_name))
+    return ap
+
+
+def each_dataset_and_encoder(args):
+    """(dataset name, its spec, encoder list, base config overrides, output folder) for every requested
+    dataset present on disk and every encoder (a+b: the two concatenated); skips MiniLM on the
+    multilingual taxonomy set."""
+    for ds_name in args.datasets.split(","):
+        spec = DATASETS[ds_name]
+        if not spec["path"].exists():
+            print(f"skipped {ds_name}: {spec['path']} not found")
+            continue
+        for name in args.models.split(","):
+            model = name.replace("+", ",")
+            if ds_name == "taxonomy" and "minilm" in model:
+                print(f"skipped {ds_name} with {name}: MiniLM is English-only")
+                continue
+            overrides = {f"data.{k}": v for k, v in spec["data"].items()}
+            overrides |= {"data.path": str(spec["path"]), "encoder.model": model, "cache.dir": args.cache_dir}
+            yield ds_name, spec, model, overrides, Path(args.out) / ds_name / name
+
+
+def main(argv=None) -> int:
+    ap = real_data_args(__doc__.splitlines()[0], "real_data")
     args = ap.parse_args(argv)
     if not SHARED.exists():
         print(f"skipped: {SHARED} not found (the real data lives beside the project root)")
@@ -136,61 +172,58 @@ def main(argv=None) -> int:
     from prodcat_pipeline.trainer import train
 
     seeds = [int(x) for x in args.seeds.split(",")]
-    for ds_name in args.datasets.split(","):
-        spec = DATASETS[ds_name]
-        if not spec["path"].exists():
-            print(f"skipped {ds_name}: {spec['path']} not found")
-            continue
-        for model in args.models.split(","):
-            overrides = {f"data.{k}": v for k, v in spec["data"].items()}
-            overrides |= {"data.path": str(spec["path"]), "encoder.model": model, "cache.dir": args.cache_dir}
-            cfg = load_config(None, overrides)  # every head with its own defaults: no flags, no tuning
-            out = Path(args.out) / ds_name / model
-            emb = embed(cfg)
-            cached = emb.cached
-            langs_val = cached.column("language", "validation")
-            rows = []
-            for head in ("linear", "v2", "v3"):
-                runs, secs = [], []
-                for seed in seeds:
-                    c = cfg.for_head(head)
-                    c.train.seed = seed
-                    res = train(c, out=out / f"{head}-{seed}", cached=cached, show_progress=False)
-                    runs.append(from_metrics(res.metrics))
-                    secs.append(res.train_seconds)
-                t = c.train
-                note = f"defaults: lr {t.lr:g}, {t.epochs} epochs, wd {t.weight_decay:g}, {len(seeds)} seeds"
-                rows.append(summary(head, runs, float(np.mean(secs)), note))
-            knn = knn_eval(cfg, out=out / "knn", cached=cached)
-            rows.append(summary("knn", [from_metrics(knn.metrics)], knn.build_seconds + knn.search_seconds,
-                                f"k={cfg.knn.k} flat, {cfg.knn.weighting}"))  # fmt: skip
-            pred, yv, secs, note = logistic_regression(cached)
-            rows.append(summary("sklearn LogisticRegression", [scores(yv, pred, langs_val)], secs, note))
-            ft_runs, ft_secs = [], []
+    for ds_name, spec, model, overrides, out in each_dataset_and_encoder(args):
+        cfg = load_config(None, overrides)  # every head with its own defaults: no flags, no tuning
+        emb = embed(cfg)
+        cached = emb.cached
+        langs_val = cached.column("language", "validation")
+        rows = []
+        for head in ("linear", "v2", "v3"):
+            runs, secs = [], []
             for seed in seeds:
-                ft = fasttext_baseline(spec["path"], cfg.data.text_column, cached, seed)
-                if ft is not None:
-                    ft_runs.append(scores(ft[1], ft[0], langs_val))
-                    ft_secs.append(ft[2])
-            if ft_runs:
-                rows.append(summary("fastText (raw titles)", ft_runs, float(np.mean(ft_secs)),
-                                    f"epoch 25, wordNgrams 2, {len(ft_runs)} seeds"))  # fmt: skip
-            print(f"\n### {ds_name} — encoder {model} ({emb.rows:,} rows, {emb.unique_texts:,} distinct titles)\n")
-            print(format_markdown([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]))
-            by = {r["model"]: r for r in rows}
-            lin, lr = by["linear"], by["sklearn LogisticRegression"]
-            gap = lin["_mean"] - lr["_mean"]
-            print(
-                f"default linear head vs LogisticRegression (same vectors): {gap:+.4f} validation macro-F1 "
-                f"(linear spread ±{lin['_std']:.4f}) → {'within' if abs(gap) <= 0.01 else 'NOT within'} 0.01"
-            )
-            best_head = max(rows[:3], key=lambda r: r["_mean"])
-            best_base = max(rows[3:], key=lambda r: r["_mean"])
-            print(
-                f"best head {best_head['model']} vs best baseline {best_base['model']}: "
-                f"{best_head['_mean'] - best_base['_mean']:+.4f} validation macro-F1"
-            )
-            sys.stdout.flush()
+                c = cfg.for_head(head)
+                c.train.seed = seed
+                res = train(c, out=out / f"{head}-{seed}", cached=cached, show_progress=False)
+                runs.append(from_metrics(res.metrics))
+                secs.append(res.train_seconds)
+            t = c.train
+            note = f"defaults: lr {t.lr:g}, {t.epochs} epochs, wd {t.weight_decay:g}, {len(seeds)} seeds"
+            rows.append(summary(head, runs, float(np.mean(secs)), note))
+        knn = knn_eval(cfg, out=out / "knn", cached=cached)
+        rows.append(summary("knn", [from_metrics(knn.metrics)], knn.build_seconds + knn.search_seconds,
+                            f"k={knn.metrics['knn']['k']} T={knn.metrics['knn']['temperature']} (chosen on validation)"))  # fmt: skip
+        rows.append(summary("knn k=10, exp(cos/0.1) (issue table)", [table_knn(cached, langs_val)], 0.0,
+                            "the temperature-weighted k-NN the defaults are judged against"))  # fmt: skip
+        pred, yv, secs, note = logistic_regression(cached)
+        rows.append(summary("sklearn LogisticRegression", [scores(yv, pred, langs_val)], secs, note))
+        ft_runs, ft_secs = [], []
+        for seed in seeds:
+            ft = fasttext_baseline(spec["path"], cfg.data.text_column, cached, seed)
+            if ft is not None:
+                ft_runs.append(scores(ft[1], ft[0], langs_val))
+                ft_secs.append(ft[2])
+        if ft_runs:
+            rows.append(summary("fastText (raw titles)", ft_runs, float(np.mean(ft_secs)),
+                                f"epoch 25, wordNgrams 2, {len(ft_runs)} seeds"))  # fmt: skip
+        print(f"\n### {ds_name} — encoder {model} ({emb.rows:,} rows, {emb.unique_texts:,} distinct titles)\n")
+        print(format_markdown([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]))
+        by = {r["model"]: r for r in rows}
+        lin, lr = by["linear"], by["sklearn LogisticRegression"]
+        gap = lin["_mean"] - lr["_mean"]
+        print(
+            f"default linear head vs LogisticRegression (same vectors): {gap:+.4f} validation macro-F1 "
+            f"(linear spread ±{lin['_std']:.4f}) → {'within' if abs(gap) <= 0.01 else 'NOT within'} 0.01"
+        )
+        best_head = max(rows[:4], key=lambda r: r["_mean"])  # linear, v2, v3 and the default k-NN
+        best_base = max(rows[4:], key=lambda r: r["_mean"])
+        knn_gap = rows[3]["_mean"] - rows[4]["_mean"]
+        print(f"default k-NN (k, T chosen on validation) vs k=10 exp(cos/0.1): {knn_gap:+.4f} → "
+              f"{'within' if knn_gap >= -0.01 else 'NOT within'} 0.01")  # fmt: skip
+        print(
+            f"best head {best_head['model']} vs best baseline {best_base['model']}: "
+            f"{best_head['_mean'] - best_base['_mean']:+.4f} validation macro-F1"
+        )
+        sys.stdout.flush()
     return 0
 
 

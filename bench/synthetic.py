@@ -75,7 +75,11 @@ def synthetic_cache(dim: int = 384, rows: int = 952_000, cache_dir: Path | None 
     encoder_dir.mkdir(parents=True, exist_ok=True)
     (encoder_dir / "weights.txt").write_text(f"structured random unit vectors v3, dim={dim}, seed=0\n")
     cfg = load_config(
-        overrides={"data.path": str(data), "encoder.model": str(encoder_dir), "cache.dir": str(cache_dir or OUT / "cache")}
+        overrides={
+            "data.path": str(data),
+            "encoder.model": str(encoder_dir),
+            "cache.dir": str(cache_dir or OUT / "cache"),
+        }
     )
     try:
         return cfg, load_cache(cfg)

@@ -14,6 +14,9 @@ __all__ = [
     "knn_eval",
     "predict",
     "run",
+    "tune",
+    "ensemble",
+    "open_run",
     "ProdcatError",
 ]
 
@@ -26,6 +29,9 @@ _LAZY = {
     "knn_eval": ".knn",
     "predict": ".predictor",
     "run": ".pipeline",
+    "tune": ".tune",
+    "ensemble": ".ensemble",
+    "open_run": ".models",
     "ProdcatError": ".errors",
 }
 

@@ -61,3 +61,26 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
         p.unlink(missing_ok=True)
         n += 1
     return n
+
+
+@contextmanager
+def atomic_folder(final: str | os.PathLike):
+    """Yield a temporary folder next to `final`; on success it replaces `final` (an older folder there is
+    removed only after the new one is in place), else it is removed."""
+    import shutil
+
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=final.name + TMP_MARK, dir=final.parent))
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=final.name + ".old" + TMP_MARK, dir=final.parent))
+            os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

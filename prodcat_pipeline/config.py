@@ -7,10 +7,11 @@ import os
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr, ValidationError, field_validator
 
 from .errors import ProdcatError
-from .language import ISO_639_1
+from .language import language_code as _language_code
+from .language import language_weights
 
 HEADS = ("linear", "v2", "v3")
 HEAD_ALIASES = {"v1": "linear", "residual": "v2", "contrastive": "v3"}
@@ -27,8 +28,6 @@ HEAD_DEFAULTS: dict[str, dict] = {
 }
 
 _DEVICE = re.compile(r"^(cpu|mps|(cuda|xpu)(:\d+)?)$")
-MAX_YAML_BYTES = 1 << 20  # a pipeline.yaml is a few KB; anything near this is a mistake or an attack
-MAX_YAML_NODES = 20_000  # after alias expansion: a YAML "billion laughs" is refused, not expanded
 
 
 def canonical_head(name: str) -> str:
@@ -37,13 +36,6 @@ def canonical_head(name: str) -> str:
     if key not in HEADS:
         raise ProdcatError(f"unknown head '{name}': choose one of linear (v1), v2 (residual), v3 (contrastive)")
     return key
-
-
-def _language_code(code: str, where: str) -> str:
-    code = str(code).strip().lower()
-    if code not in ISO_639_1:
-        raise ValueError(f"unknown language code '{code}' in {where}: use ISO 639-1 codes such as en, de, fr, es, ja")
-    return code
 
 
 class _Section(BaseModel):
@@ -79,6 +71,8 @@ class DataConfig(_Section):
 
 class EncoderConfig(_Section):
     model: str = "use-multilingual"  # use-multilingual | minilm | any sentence-transformers id or path
+    # or a comma list ("use-multilingual,minilm"): heads and k-NN read the concatenation of their vectors
+    weights: list[PositiveFloat] | None = None  # one factor per listed encoder (after L2-normalising); None = 1
     batch_size: int = Field(128, gt=0, le=1 << 20)  # titles per encode call
     device: str | None = None  # None = CUDA when present, else CPU
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
@@ -89,6 +83,21 @@ class EncoderConfig(_Section):
     @classmethod
     def _device(cls, v):
         return _check_device(v)
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights(cls, v, info):  # a flag gives "1,0.5"
+        v = [p for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+        n = len(encoder_names(info.data.get("model", "")))
+        if isinstance(v, list | tuple) and len(v) != n:
+            raise ValueError(f"{len(v)} weights for {n} encoders in encoder.model: give one per encoder, e.g. 1,0.5")
+        return v
+
+
+def encoder_names(encoder: EncoderConfig | str) -> list[str]:
+    """The encoders of encoder.model: one name, or each name of a comma list ("use-multilingual,minilm")."""
+    model = encoder if isinstance(encoder, str) else encoder.model
+    return [model] if "," not in model or os.path.isdir(model) else [m.strip() for m in model.split(",") if m.strip()]
 
 
 class CacheConfig(_Section):
@@ -143,6 +152,7 @@ class TrainConfig(_Section):
     lang_class_weights: bool = _f(False, "Balance classes within each language in the loss.", "Languages")
     lang_centering: bool = _f(False, "Subtract each language's mean vector (kept with the head).", "Languages")
     lang_remove_directions: int = _f(0, "Also project out the top-k language directions.", "Languages", ge=0)
+    lang_align: bool = _f(False, "Map each language onto English (ridge on cluster mates).", "Languages")
     lang_min_samples: int = _f(20, "Rows a language needs to get per-language metrics.", "Languages", ge=0)
     lang_top_k: int = _f(10, "Languages shown in the printed tables.", "Languages", ge=0)
     no_lang_metrics: bool = _f(False, "Skip per-language metrics.", "Languages")
@@ -179,36 +189,55 @@ class TrainConfig(_Section):
     @field_validator("lang_loss_weights", mode="before")
     @classmethod
     def _lang_loss_weights(cls, v):
-        if v is None or (isinstance(v, str) and v.strip().lower() == "auto"):
-            return None if v is None else "auto"
-        pairs = v.items() if isinstance(v, dict) else (_pair(p) for p in str(v).split(",") if p.strip())
-        out = {}
-        for code, weight in pairs:
-            code = _language_code(code, "train.lang_loss_weights")
-            try:
-                out[code] = float(weight)
-            except (TypeError, ValueError):
-                raise ValueError(f"weight for '{code}' is not a number: {weight!r}") from None
-            if not 0 <= out[code] < float("inf"):
-                raise ValueError(f"weight for '{code}' must be a finite number >= 0, got {weight!r}")
-        return out
-
-
-def _pair(part: str) -> tuple[str, str]:
-    if "=" not in part:
-        raise ValueError(f"expected 'auto' or code=weight pairs like en=1,de=2, got '{part.strip()}'")
-    code, weight = part.split("=", 1)
-    return code, weight
+        return language_weights(v, "train.lang_loss_weights")
 
 
 class KnnConfig(_Section):
-    k: int = Field(10, gt=0, le=10_000)
+    # None: chosen on the validation split by macro-F1 (k in 5..100, T in 0.02..0.2); without a validation
+    # split k=20, T=0.07. A value set here is kept and only the other is searched.
+    k: int | None = Field(None, gt=0, le=10_000)  # neighbours that vote
+    temperature: float | None = Field(None, gt=0)  # softmax vote exp(cos/T) of each neighbour
     index: Literal["flat", "ivf", "hnsw"] = "flat"
-    weighting: Literal["distance", "uniform"] = "distance"
+    weighting: Literal["softmax", "distance", "uniform"] = "softmax"  # exp(cos/T) | max(cos, 0) | 1
     nlist: int = Field(1024, gt=0)  # IVF cells
     nprobe: int = Field(16, gt=0)
     hnsw_m: int = Field(32, gt=0)
     ef_search: int = Field(128, gt=0)
+
+
+TUNE_HEADS = (*HEADS, "knn")
+
+
+class TuneConfig(_Section):
+    """`prodcat tune`: which heads are searched, how many trials each, and optional narrower search spaces:
+    `space: {v2: {lr: {low: 1e-4, high: 1e-3}, classifier_dropout: [0.1, 0.3], epochs: 30}}` (a range, a list of
+    choices, or one fixed value per setting; the built-in spaces are in prodcat_pipeline/search_space.py)."""
+
+    heads: list[str] = ["linear", "v2", "knn"]
+    trials: int = Field(20, gt=0, le=100_000)  # per head (the k-NN evaluates its whole k x temperature grid)
+    parallel: int = Field(8, gt=0, le=256)  # linear/v2 trials trained together in one batched pass
+    pruning: bool = True  # stop trials whose validation score trails the median at the same epoch
+    ensemble: bool = False  # also average the best heads and the k-NN (weights chosen on validation)
+    space: dict[str, dict] = {}
+
+    @field_validator("heads", mode="before")
+    @classmethod
+    def _tune_heads(cls, v):
+        parts = [p for p in v.split(",") if p.strip()] if isinstance(v, str) else list(v)
+        out = []
+        for p in parts:
+            key = str(p).strip().lower()
+            out.append("knn" if key in ("knn", "k-nn") else TrainConfig._head(key))
+        if not out:
+            raise ValueError("tune.heads is empty: give at least one of linear, v2, v3, knn")
+        return list(dict.fromkeys(out))
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space(cls, v):
+        from .search_space import validate_space
+
+        return validate_space(v or {}, TrainConfig, canonical_head)
 
 
 class PipelineConfig(_Section):
@@ -217,9 +246,11 @@ class PipelineConfig(_Section):
     cache: CacheConfig = CacheConfig()
     train: TrainConfig = TrainConfig()
     knn: KnnConfig = KnnConfig()
+    tune: TuneConfig = TuneConfig()
     heads: list[str] = ["linear", "v2", "v3"]  # heads `prodcat run` trains
     head_overrides: dict[str, dict] = {}  # per-head train settings, e.g. {linear: {lr: 0.01}}
     run_knn: bool = True
+    run_logreg: bool = True  # `prodcat run` also fits scikit-learn LogisticRegression on the cache (a baseline row)
     out: str = "runs/pipeline"  # where `prodcat run` writes one folder per head
     # how `train` was assembled: pipeline.yaml's train section and the flags, kept apart so that
     # for_head() can put the per-head defaults between them
@@ -309,37 +340,6 @@ def _describe(err: ValidationError, prefix: str = "") -> str:
     return f"key '{key}': {msg} (got {first.get('input')!r})"
 
 
-def _read_yaml(path: str | os.PathLike) -> dict:
-    import yaml
-
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_YAML_BYTES:
-            raise ProdcatError(f"{path} is {size:,} bytes: a pipeline config is at most {MAX_YAML_BYTES:,}")
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-    except FileNotFoundError as exc:
-        raise ProdcatError(f"config file not found: {path}") from exc
-    except IsADirectoryError as exc:
-        raise ProdcatError(f"config path {path} is a folder, not a YAML file") from exc
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ProdcatError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(raw, dict):
-        raise ProdcatError(f"{path} must hold a mapping of sections (data, encoder, ...)")
-    _check_size(raw, path)
-    return raw
-
-
-def _check_size(node, path, budget: list[int] | None = None) -> None:
-    budget = budget if budget is not None else [MAX_YAML_NODES]
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise ProdcatError(f"{path} expands to more than {MAX_YAML_NODES:,} values (YAML aliases?); refused")
-    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-    for child in children:
-        _check_size(child, path, budget)
-
-
 def load_config(source: str | os.PathLike | dict | None = None, overrides: dict | None = None) -> PipelineConfig:
     """The one way a configuration is built: a `pipeline.yaml` (or the same document as a dict), then
     `overrides` such as {"train.lr": 0.1, "data.path": "data/lspc_sample"} (None values are skipped),
@@ -354,7 +354,9 @@ def load_config(source: str | os.PathLike | dict | None = None, overrides: dict 
     if isinstance(source, dict):
         raw, source = copy.deepcopy(source), "config"
     else:
-        raw = _read_yaml(source) if source is not None else {}
+        from .config_yaml import read_yaml
+
+        raw = read_yaml(source) if source is not None else {}
         source = str(source) if source is not None else "config"
     flags: dict = {}
     for dotted, value in (overrides or {}).items():
@@ -380,10 +382,3 @@ def load_config(source: str | os.PathLike | dict | None = None, overrides: dict 
             raise ProdcatError(f"{source}: {_describe(exc, prefix)}") from None
     config._layers = {"yaml": yaml_train, "flags": flags}
     return config.for_head(flags.get("head") or yaml_train.get("head") or DEFAULT_HEAD)
-
-
-def to_yaml(config: PipelineConfig) -> str:
-    """The resolved configuration as YAML (what `prodcat config show` prints and run folders keep)."""
-    import yaml
-
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

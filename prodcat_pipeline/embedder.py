@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .atomic import remove_stale_temporaries, write_parquet_atomic
-from .config import PipelineConfig
+from .config import PipelineConfig, encoder_names
 from .data import Dataset, load_dataset
 from .encode_pool import encode_piece, encode_workers, encoder_pool
 from .encoders import identify, load_encoder, resolve_device
@@ -41,6 +42,7 @@ class EmbedResult:
     language_detected: bool
     split_made: bool
     cached: CachedDataset
+    parts: list[EmbedResult] = field(default_factory=list)  # one per encoder of a comma list (counts are sums)
 
     @property
     def titles_per_second(self) -> float:
@@ -58,6 +60,8 @@ def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = 
     from .config import load_config
 
     config = config or load_config()
+    if len(encoder_names(config.encoder)) > 1:
+        return _embed_parts(config, show_progress)
     t0 = time.perf_counter()
     ds = load_dataset(config.data)
     store = _open_store(config)
@@ -89,6 +93,24 @@ def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = 
         language_detected=ds.language_detected,
         split_made=ds.split_made,
         cached=open_index(store, entry),
+    )
+
+
+def _embed_parts(config: PipelineConfig, show_progress: bool | None) -> EmbedResult:
+    """`embed` for a comma list of encoders: each encoder's own cache (reused, topped up with what it lacks),
+    then one combined view of them; cache_dir is the cache root that holds them all."""
+    from .combined import combine, encoder_weights, part_config
+
+    encoder_weights(config.encoder)  # a bad list fails before anything is encoded
+    parts = [embed(part_config(config, n), show_progress=show_progress) for n in encoder_names(config.encoder)]
+    total = {k: sum(getattr(r, k) for r in parts) for k in ("encoded", "reused", "shards_written", "seconds")}
+    return replace(
+        parts[0],
+        **total,
+        cache_dir=Path(os.path.commonpath([r.cache_dir for r in parts])),
+        encode_seconds=sum(r.encode_seconds for r in parts),
+        cached=combine([r.cached for r in parts], config),
+        parts=parts,
     )
 
 
@@ -201,5 +223,3 @@ def _encode_missing(
         if pending is not None:
             pending.result()
     return encode_seconds, shards
-
-

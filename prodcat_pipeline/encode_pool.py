@@ -65,5 +65,3 @@ class encoder_pool:  # noqa: N801 - used as a context manager like a function
             self.pool.join()
         _WORKER_MODEL = None
         return False
-
-

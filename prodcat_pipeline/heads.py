@@ -10,13 +10,18 @@ from .config import TrainConfig, canonical_head
 
 
 class InputTransform(nn.Module):
-    """What every head does to a cached vector first: optional per-language centring, removal of
-    language-identifying directions, and L2 normalisation. Its statistics are buffers, so they are
-    saved with the head and prediction applies exactly the same shift."""
+    """What every head does to a cached vector first: optional per-language linear map onto English
+    (x -> normalise(x W_lang)), per-language centring, removal of language-identifying directions, and L2
+    normalisation. Its statistics are buffers, so they are saved with the head and prediction applies
+    exactly the same transform."""
 
-    def __init__(self, dim: int, n_languages: int = 0, n_directions: int = 0, normalize: bool = True):
+    def __init__(
+        self, dim: int, n_languages: int = 0, n_directions: int = 0, normalize: bool = True, n_aligned: int = 0
+    ):
         super().__init__()
         self.normalize = normalize
+        # identity = not mapped; saved only when used, so checkpoints from before the option still load
+        self.register_buffer("lang_maps", torch.eye(dim).repeat(n_aligned, 1, 1), persistent=n_aligned > 0)
         self.register_buffer("lang_means", torch.zeros(n_languages, dim))
         self.register_buffer("directions", torch.zeros(n_directions, dim))
 
@@ -24,11 +29,30 @@ class InputTransform(nn.Module):
     def centring(self) -> bool:
         return self.lang_means.shape[0] > 0
 
+    @property
+    def aligning(self) -> bool:
+        return self.lang_maps.shape[0] > 0
+
+    @property
+    def needs_languages(self) -> bool:
+        return self.centring or self.aligning
+
+    def align(self, x: torch.Tensor, lang: torch.Tensor) -> torch.Tensor:
+        """Rows of language i -> normalise(x @ lang_maps[i]); unseen languages (-1) are left as they are."""
+        out = x.clone()
+        for i in range(self.lang_maps.shape[0]):
+            rows = (lang == i).nonzero().squeeze(1)
+            if rows.numel():
+                out[rows] = nn.functional.normalize(x[rows] @ self.lang_maps[i], dim=1)
+        return out
+
     def forward(self, x: torch.Tensor, lang: torch.Tensor | None = None) -> torch.Tensor:
         x = x.float()
+        if self.needs_languages and lang is None:
+            raise ValueError("this head transforms each language differently: pass the language ids")
+        if self.aligning:
+            x = self.align(x, lang)
         if self.centring:
-            if lang is None:
-                raise ValueError("this head centres per language: pass the language ids")
             known = lang >= 0  # unseen languages (-1) are not shifted
             shift = self.lang_means[lang.clamp(min=0)] * known.unsqueeze(1)
             x = x - shift
@@ -126,12 +150,19 @@ class ContrastiveHead(ResidualHead):
 
 
 HEAD_CLASSES = {"linear": LinearHead, "v2": ResidualHead, "v3": ContrastiveHead}
-SHAPE_KEYS = ("hidden", "contrastive_dim", "residual", "n_centred_languages", "n_removed_directions")
+SHAPE_KEYS = (
+    "hidden",
+    "contrastive_dim",
+    "residual",
+    "n_centred_languages",
+    "n_removed_directions",
+    "n_aligned_languages",
+)
 
 
 def head_args(tc: TrainConfig, n_languages: int) -> dict:
     """A head's shape and hyper-parameters (what checkpoints store to rebuild it)."""
-    return {
+    args = {
         "hidden": tc.classifier_hidden,
         "dropout": tc.classifier_dropout,
         "residual": not tc.classifier_no_residual,
@@ -140,6 +171,9 @@ def head_args(tc: TrainConfig, n_languages: int) -> dict:
         "n_centred_languages": n_languages if tc.lang_centering else 0,
         "n_removed_directions": tc.lang_remove_directions,
     }
+    if tc.lang_align:  # only then: checkpoints written before the option still match (absent == absent)
+        args["n_aligned_languages"] = n_languages
+    return args
 
 
 def build_head(name: str, dim: int, n_classes: int, args: dict) -> nn.Module:
@@ -149,6 +183,7 @@ def build_head(name: str, dim: int, n_classes: int, args: dict) -> nn.Module:
         n_languages=args.get("n_centred_languages", 0),
         n_directions=args.get("n_removed_directions", 0),
         normalize=args.get("normalize_input", True),
+        n_aligned=args.get("n_aligned_languages", 0),
     )
     return HEAD_CLASSES[canonical_head(name)](
         dim,

@@ -26,3 +26,34 @@ def detect_languages(texts):
     uniques = encoded.dictionary.to_pylist()
     codes = np.array([py3langid.classify(t)[0] for t in uniques], dtype=object)
     return pa.array(codes[encoded.indices.to_numpy()], pa.string())
+
+
+def language_code(code: str, where: str) -> str:
+    code = str(code).strip().lower()
+    if code not in ISO_639_1:
+        raise ValueError(f"unknown language code '{code}' in {where}: use ISO 639-1 codes such as en, de, fr, es, ja")
+    return code
+
+
+def language_weights(v, where: str):
+    """None, "auto", or {code: weight} from a mapping or "en=1,de=2" (ValueError naming the problem)."""
+    if v is None or (isinstance(v, str) and v.strip().lower() == "auto"):
+        return None if v is None else "auto"
+    pairs = v.items() if isinstance(v, dict) else (_pair(p) for p in str(v).split(",") if p.strip())
+    out = {}
+    for code, weight in pairs:
+        code = language_code(code, where)
+        try:
+            out[code] = float(weight)
+        except (TypeError, ValueError):
+            raise ValueError(f"weight for '{code}' is not a number: {weight!r}") from None
+        if not 0 <= out[code] < float("inf"):
+            raise ValueError(f"weight for '{code}' must be a finite number >= 0, got {weight!r}")
+    return out
+
+
+def _pair(part: str) -> tuple[str, str]:
+    if "=" not in part:
+        raise ValueError(f"expected 'auto' or code=weight pairs like en=1,de=2, got '{part.strip()}'")
+    code, weight = part.split("=", 1)
+    return code, weight

@@ -22,7 +22,8 @@ class RunResult:
 
 
 def run(config: PipelineConfig | None = None, *, show_progress: bool | None = None) -> RunResult:
-    """Embed (only what is not cached), train each head in `config.heads`, run k-NN, compare on one table.
+    """Embed (only what is not cached), train each head in `config.heads`, run k-NN and the LogisticRegression
+    baseline, compare on one table.
 
     Writes `<out>/<head>/metrics.json` per head and `<out>/comparison.json`, `comparison.md`, `comparison.png`.
     """
@@ -43,6 +44,10 @@ def run(config: PipelineConfig | None = None, *, show_progress: bool | None = No
         results.append(result.metrics)
     if config.run_knn:
         results.append(knn_eval(config, out=out / "knn", cached=embedded.cached).metrics)
+    if config.run_logreg:  # the baseline row: do the heads earn their keep?
+        from .baselines import logistic_regression
+
+        results.append(logistic_regression(embedded.cached, config, out=out / "logreg"))
     rows, languages = comparison_rows(results, config.train.lang_top_k)
     write_comparison(out, rows, languages)
     return RunResult(out, rows, languages, embed_seconds, embedded.encoded)

@@ -10,17 +10,9 @@ import numpy as np
 from .errors import ProdcatError
 
 
-def run_config(ckpt: dict):
-    """The configuration a checkpoint was trained with, validated again (a tampered one is refused)."""
-    from .config import PipelineConfig
-
-    if not isinstance(ckpt.get("config"), dict):
-        raise ProdcatError("the checkpoint holds no configuration: it was not written by `prodcat train`")
-    return PipelineConfig.from_resolved(ckpt["config"])
-
-
 class Predictor:
-    """A trained run ready to classify raw titles: loads the run's encoder and best head once.
+    """A run ready to classify raw titles: loads the run's encoder(s) and its model (a head's best checkpoint,
+    a k-NN or an ensemble) once.
 
     Example:
         >>> p = Predictor("runs/pipeline/v2")
@@ -28,58 +20,33 @@ class Predictor:
     """
 
     def __init__(self, run: str | Path, *, device: str | None = None, batch_size: int | None = None):
-        from .checkpoint import head_from_checkpoint, load_checkpoint
-        from .encoders import identify, load_encoder, resolve_device
+        from .combined import check_encoders, load_encoders
+        from .encoders import resolve_device
+        from .models import open_run
 
-        self.ckpt = load_checkpoint(run)
-        enc = self.ckpt["encoder"]
-        identity = identify(enc["name"])
-        if enc.get("fingerprint") and identity.fingerprint != enc["fingerprint"]:
-            raise ProdcatError(
-                f"the encoder '{enc['name']}' found here has other weights ({identity.fingerprint}) than the one "
-                f"this run was trained on ({enc['fingerprint']}); install the same version"
-            )
         self.device = resolve_device(device)
-        self.config = run_config(self.ckpt)
-        self.normalize = self.config.encoder.normalize
-        self.dtype = np.dtype(self.config.cache.dtype)
+        self.model = open_run(run, device=self.device)
+        check_encoders(self.model.encoder)  # each encoder of a combined cache too
+        self.config = self.model.config
         self.batch_size = batch_size or self.config.encoder.batch_size
-        self.encoder = load_encoder(enc["name"], device=self.device, precision=self.config.encoder.precision)
-        self.head = head_from_checkpoint(self.ckpt, self.device)
-        self.label_names = self.ckpt["label_names"]
-        self.languages = self.ckpt["languages"]
+        self.encoders = load_encoders(self.config, self.device, self.model.encoder)  # one per listed encoder
+        self.label_names = self.model.label_names
 
     def predict(self, titles: list[str], *, top_k: int = 3, languages: list[str] | None = None) -> list[dict]:
         import pyarrow as pa
 
-        from .inference import predict_logits, softmax
+        from .combined import encode_titles
         from .text import preprocess_texts
 
         if not titles:
             return []
-        clean = preprocess_texts(pa.array(titles, pa.string())).to_pylist()
-        # vectors go through the same dtype as the cache, so prediction sees what training saw
-        X = (
-            self.encoder.encode(
-                clean,
-                batch_size=self.batch_size,
-                normalize_embeddings=self.normalize,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            .astype(self.dtype)
-            .astype(np.float32)
-        )
-        lang_ids = None
-        if self.head.transform.centring:
-            if languages is None:
-                from .language import detect_languages
+        # preprocessed, rounded through the cache dtype (and combined) as the cache holds them: what training saw
+        X = encode_titles(self.config, self.encoders, titles, batch_size=self.batch_size)
+        if self.model.needs_languages and languages is None:
+            from .language import detect_languages
 
-                languages = detect_languages(pa.array(clean)).to_pylist()
-            index = {c: i for i, c in enumerate(self.languages)}
-            lang_ids = np.array([index.get(c, -1) for c in languages], dtype=np.int64)
-        logits = predict_logits(self.head, X, lang_ids, self.device)
-        probs = softmax(logits)
+            languages = detect_languages(preprocess_texts(pa.array(titles, pa.string()))).to_pylist()
+        probs = self.model.proba(X, languages)
         k = max(1, min(top_k, probs.shape[1]))
         top = np.argsort(-probs, axis=1)[:, :k]
         return [

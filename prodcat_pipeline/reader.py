@@ -63,11 +63,18 @@ def load_cache(config: PipelineConfig, *, columns: list[str] | None = None, veri
 
     Raises CacheMissing when there is no cache or no row index for this dataset yet (run `embed`), and
     CacheCorrupt when a file is damaged. `columns` limits the row metadata read (default: all of row_id,
-    text_hash, split, label, language, cluster, vec).
+    text_hash, split, label, language, cluster, vec). A comma list of encoders opens each one's cache and
+    combines them (prodcat_pipeline.combined): `vec` is then the row number, `store` a CombinedStore.
     """
+    from .combined import combine, encoder_names, encoder_weights, part_columns, part_config
     from .data import dataset_fingerprint
     from .encoders import identify
 
+    names = encoder_names(config.encoder)
+    if len(names) > 1:  # several encoders: each one's own cache, read as one
+        encoder_weights(config.encoder)  # a bad list fails before any file is opened
+        parts = [load_cache(part_config(config, n), columns=part_columns(columns), verify=verify) for n in names]
+        return combine(parts, config, columns)
     identity = identify(config.encoder.model)
     folder = cache_folder(identity, config.encoder, config.cache)
     store = VectorStore.open(folder, key=cache_key(identity, config.encoder, config.cache), verify=verify)
@@ -159,6 +166,16 @@ class ShardedVectors:
             sel = (shard == i).nonzero().squeeze(1)
             out[sel] = arrays[i].index_select(0, vec.index_select(0, sel) - self.offsets[i])
         return out
+
+
+def training_vectors(store):
+    """The CPU training view of a store: its shards memory-mapped, or, for a CombinedStore, each part's
+    (CombinedVectors: same `take`/`consolidate`, rows combined per batch)."""
+    from .combined import CombinedStore, CombinedVectors
+
+    if isinstance(store, CombinedStore):
+        return CombinedVectors([ShardedVectors(p) for p in store.parts], store.part_vec, store.weights, store.dtype)
+    return ShardedVectors(store)
 
 
 class ResidentVectors:

@@ -1,4 +1,5 @@
-"""Language-aware training: temperature sampling over languages, loss weights, centring statistics."""
+"""Language-aware training: temperature sampling over languages, loss weights, centring statistics, maps onto
+English."""
 
 from __future__ import annotations
 
@@ -91,6 +92,46 @@ def language_statistics(X: np.ndarray, lang_ids: np.ndarray, n_languages: int, n
         k = min(n_directions, len(vt))
         directions[:k] = vt[:k]
     return means, directions
+
+
+ALIGN_RIDGE = 10.0  # lambda of alignment_maps: best of 0.1-30 on the taxonomy validation split (BENCHMARKS §5)
+ALIGN_MIN_PAIRS = 50  # a language with fewer pairs keeps the identity
+
+
+def alignment_maps(
+    X: np.ndarray,
+    lang_ids: np.ndarray,
+    clusters: np.ndarray,
+    n_languages: int,
+    pivot: int,
+    ridge: float = ALIGN_RIDGE,
+    min_pairs: int = ALIGN_MIN_PAIRS,
+) -> np.ndarray:
+    """(n_languages, dim, dim) linear maps of each language onto the `pivot` language (English).
+
+    Pairs come from clusters: a row of language L whose cluster also holds pivot rows is paired with the
+    mean pivot vector of that cluster. W_L = argmin ||X_L W - Y||^2 + ridge ||W - I||^2, i.e.
+    (X_L'X_L + ridge I)^-1 (X_L'Y + ridge I): shrunk towards the identity, so few pairs change little. The
+    pivot, languages with fewer than `min_pairs` pairs, and rows without a cluster (code < 0) keep I."""
+    dim = X.shape[1]
+    maps = np.tile(np.eye(dim, dtype=np.float32), (n_languages, 1, 1))
+    on_pivot = (lang_ids == pivot) & (clusters >= 0)
+    codes, inverse = np.unique(clusters[on_pivot], return_inverse=True)
+    if not len(codes):
+        return maps
+    targets = np.zeros((len(codes), dim))
+    np.add.at(targets, inverse, X[on_pivot])
+    targets /= np.bincount(inverse)[:, None]
+    eye = np.eye(dim)
+    for i in range(n_languages):
+        rows = np.flatnonzero((lang_ids == i) & (clusters >= 0)) if i != pivot else np.empty(0, np.int64)
+        at = np.searchsorted(codes, clusters[rows]).clip(max=len(codes) - 1)
+        paired = codes[at] == clusters[rows]
+        if paired.sum() < min_pairs:
+            continue
+        A, B = X[rows[paired]].astype(np.float64), targets[at[paired]]
+        maps[i] = np.linalg.solve(A.T @ A + ridge * eye, A.T @ B + ridge * eye)
+    return maps
 
 
 def pair_with_cluster_mates(

@@ -45,9 +45,11 @@ def train(
     resume: bool = False,
     cached: CachedDataset | None = None,
     show_progress: bool | None = None,
+    on_epoch=None,
 ) -> TrainResult:
     """Train `config.train.head` on the cached vectors of `config.data`; write checkpoints, metrics.json and
-    config.yaml into `out` (default `<config.out>/<head>`).
+    config.yaml into `out` (default `<config.out>/<head>`). `on_epoch(record)` is called after each epoch with
+    its history record (epoch, loss, val_macro_f1, ...); an exception it raises stops training (tune's pruning).
 
     Example:
         >>> from prodcat_pipeline import load_config, train
@@ -111,6 +113,8 @@ def train(
         record |= {"lr": scheduler.get_last_lr()[0], "seconds": seconds}
         state["history"].append(record)
         state["epoch"] = epoch
+        if on_epoch is not None:
+            on_epoch(record)
         log.info("epoch %d: loss %.4f, val macro-F1 %s, %.2fs", epoch, loss, _fmt(val["macro_f1"]), record["seconds"])
         score = val["macro_f1"] if val["macro_f1"] is not None else -loss
         if score > state["best_score"]:
@@ -138,11 +142,15 @@ def train(
 def _write_results(out: Path, config, cached, state: dict, metrics: dict, timing: dict, cache_built: bool):
     """metrics.json (the evaluated splits plus what the run was) and config.yaml, then the result object."""
     from .atomic import write_atomic, write_json_atomic
-    from .config import to_yaml
+    from .config_yaml import to_yaml
 
     tc, first = config.train, timing["first_step"]
     metrics |= {"head": tc.head, "encoder": cached.encoder.get("name"), "cache_key": cached.key}
-    metrics |= {"dataset": cached.dataset.get("source"), "epochs_run": state["epoch"], "best_epoch": state["best_epoch"]}
+    metrics |= {
+        "dataset": cached.dataset.get("source"),
+        "epochs_run": state["epoch"],
+        "best_epoch": state["best_epoch"],
+    }
     metrics |= {
         "train_seconds": round(sum(h["seconds"] for h in state["history"]), 3),
         "first_step_seconds": round(first[0] - timing["t_start"], 3) if first else None,
@@ -256,16 +264,26 @@ def _make_head(tc: TrainConfig, data: TrainingData, device: str):
 
 
 def _fit_input_transform(head, data: TrainingData, tc: TrainConfig) -> None:
-    """Per-language means (and language directions) of the training rows, stored in the head's transform."""
+    """Per-language maps onto English, then per-language means (and language directions) of the (mapped)
+    training rows, stored in the head's transform."""
     import torch
 
-    if not (tc.lang_centering or tc.lang_remove_directions):
+    if not (tc.lang_centering or tc.lang_remove_directions or tc.lang_align):
         return
-    from .sampling import language_statistics
+    from .sampling import alignment_maps, language_statistics
 
-    means, directions = language_statistics(
-        data.train_vectors(), data.lang_np, len(data.languages), tc.lang_remove_directions
-    )
+    X = data.train_vectors()
+    if tc.lang_align:
+        pivot = data.languages.index("en") if "en" in data.languages else 0
+        clusters = np.where(data.cached.rows["cluster"].is_null().to_numpy(zero_copy_only=False)[data.train_mask],
+                            -1, data.cluster_np)  # fmt: skip
+        maps = alignment_maps(X, data.lang_np, clusters, len(data.languages), pivot)
+        head.transform.lang_maps.copy_(torch.from_numpy(maps))
+        lang = torch.from_numpy(data.lang_np).to(head.transform.lang_maps.device)
+        X = head.transform.align(torch.from_numpy(X).to(lang.device), lang).cpu().numpy()
+        if not (tc.lang_centering or tc.lang_remove_directions):
+            return
+    means, directions = language_statistics(X, data.lang_np, len(data.languages), tc.lang_remove_directions)
     if tc.lang_centering:
         head.transform.lang_means.copy_(torch.from_numpy(means))
     if tc.lang_remove_directions:

@@ -10,7 +10,7 @@ import numpy as np
 from .config import TrainConfig
 from .errors import ProdcatError
 from .inference import EvalSet
-from .reader import CachedDataset, ResidentVectors, ShardedVectors
+from .reader import CachedDataset, ResidentVectors, ShardedVectors, training_vectors
 
 
 def dictionary_codes(column) -> np.ndarray:
@@ -40,7 +40,7 @@ class TrainingData:
     """Training rows as tensors on the training device, and lazily gathered evaluation splits."""
 
     cached: CachedDataset
-    X: ShardedVectors | ResidentVectors  # take(vec) -> batch of vectors
+    X: ShardedVectors | ResidentVectors  # take(vec) -> batch of vectors (CombinedVectors for several encoders)
     vec: object  # torch int64: each training row's index into X
     y: object  # torch int64 labels
     lang: object  # torch int64 language ids (index into `languages`)
@@ -110,7 +110,7 @@ def build_training_data(cached: CachedDataset, tc: TrainConfig, device: str) -> 
     if len(np.unique(y_np)) < 2:
         raise ProdcatError("the training split needs at least two labels")
     if device == "cpu":
-        X, vec = ShardedVectors(cached.store), torch.from_numpy(row_vec[train_mask])
+        X, vec = training_vectors(cached.store), torch.from_numpy(row_vec[train_mask])
     else:
         dtype = np.dtype(cached.store.manifest.get("dtype", "float32"))
         X = ResidentVectors(cached.store.gather(row_vec[train_mask], dtype=dtype), device)

@@ -62,7 +62,9 @@ def test_pipeline_yaml_in_the_current_folder_is_read_and_announced(world):
     assert "note: pipeline.yaml sets train.lr=0.5, but the v2 head's default lr=0.001" in r.stderr
     assert metrics(world.tmp / "v2")["config"]["lr"] == HEAD_DEFAULTS["v2"]["lr"]
     # --no-config ignores it: the head's own defaults, the data from the flags
-    r = invoke(["train", "--no-config", "--head", "linear", "--epochs", "1", "--out", world.tmp / "n", *data_args(world)])
+    r = invoke(
+        ["train", "--no-config", "--head", "linear", "--epochs", "1", "--out", world.tmp / "n", *data_args(world)]
+    )
     assert r.exit_code == 0, r.output
     assert "config:" not in r.stderr
     assert metrics(world.tmp / "n")["config"]["lr"] == HEAD_DEFAULTS["linear"]["lr"]
@@ -253,5 +255,7 @@ def test_train_and_run_give_the_same_config_and_metrics_on_the_sample(tmp_path, 
         ca = yaml.safe_load((tmp_path / f"train-{head}" / "config.yaml").read_text())
         cb = yaml.safe_load((tmp_path / f"run-{head}" / head / "config.yaml").read_text())
         run_level = {"out", "heads", "run_knn"}  # what `run` is asked to do, not how a head trains
-        assert {k: v for k, v in ca.items() if k not in run_level} == {k: v for k, v in cb.items() if k not in run_level}
+        assert {k: v for k, v in ca.items() if k not in run_level} == {
+            k: v for k, v in cb.items() if k not in run_level
+        }
     assert set(metrics(tmp_path / "train-linear")["label_names"]) != set(CLASSES)  # the real sample, not the toy

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from prodcat_pipeline.config import HEAD_DEFAULTS, PipelineConfig, TrainConfig, load_config, to_yaml
+from prodcat_pipeline.config import HEAD_DEFAULTS, PipelineConfig, TrainConfig, load_config
+from prodcat_pipeline.config_yaml import to_yaml
 from prodcat_pipeline.errors import ProdcatError
 
 DOC = {

@@ -122,6 +122,7 @@ def test_knn_eval_writes_metrics(world):
 
     cfg = world.config()
     cfg.knn.k = 5
+    cfg.knn.weighting = "distance"  # the hand computation below; the softmax vote is tested in test_knn.py
     out = world.tmp / "knn"
     res = knn_eval(cfg, out=out)
     m = json.loads((out / "metrics.json").read_text())
@@ -245,7 +246,7 @@ def test_cli_predict_csv_and_jsonl(run_dir, tmp_path):
     assert [d["text"] for d in lines] == titles and all(len(d["top_k"]) == 3 for d in lines)
 
     assert_one_error_line(invoke(["predict", "--run", run_dir, "--input", inp, "--format", "xml"]), "--format")
-    assert_one_error_line(invoke(["predict", "--run", tmp_path / "nope", "--input", inp]), "no checkpoint")
+    assert_one_error_line(invoke(["predict", "--run", tmp_path / "nope", "--input", inp]), "run folder not found")
 
 
 def test_cli_predict_from_stdin(run_dir):
@@ -325,7 +326,7 @@ def test_run_api_applies_head_overrides(world):
     from prodcat_pipeline.pipeline import run
 
     res = run(pipeline_config(world, "p", ["linear", "v2"], linear={"epochs": 1, "lr": 0.05}))
-    assert [r["head"] for r in res.rows] == ["linear", "v2"]
+    assert [r["head"] for r in res.rows] == ["linear", "v2", "logreg"]
     lin = json.loads((res.out_dir / "linear" / "metrics.json").read_text())
     v2 = json.loads((res.out_dir / "v2" / "metrics.json").read_text())
     assert (lin["epochs_run"], lin["config"]["lr"]) == (1, 0.05)
@@ -387,7 +388,7 @@ def test_cli_run_with_yaml(world, monkeypatch):
         assert (out / name).is_file()
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     comparison = json.loads((out / "comparison.json").read_text())
-    assert [row["head"] for row in comparison["rows"]] == ["linear", "v2", "knn"]
+    assert [row["head"] for row in comparison["rows"]] == ["linear", "v2", "knn", "logreg"]
     assert set(comparison["languages"]) == set(LANGS)
     for row in comparison["rows"]:
         m = json.loads((out / row["head"] / "metrics.json").read_text())
@@ -396,10 +397,10 @@ def test_cli_run_with_yaml(world, monkeypatch):
         assert row["test_micro_f1"] == m["test"]["micro_f1"]
         for code in LANGS:
             assert row[f"val_{code}"] == m["validation"]["per_language"][code]["macro_f1"]
-        if row["head"] != "knn":
+        if row["head"] not in ("knn", "logreg"):
             assert m["epochs_run"] == 2
     md = (out / "comparison.md").read_text().splitlines()
-    assert md[0].startswith("| head |") and len(md) == 2 + 3
+    assert md[0].startswith("| head |") and len(md) == 2 + 4
     assert not (out / "v3").exists()
 
 
@@ -407,7 +408,9 @@ def test_cli_flags_override_yaml(world, monkeypatch):
     monkeypatch.chdir(world.tmp)
     cfg = write_yaml(world.tmp / "p.yaml", world)
     other = world.tmp / "other-out"
-    r = invoke(["run", "--config", cfg, "--epochs", "1", "--heads", "linear", "--no-knn", "--out", other])
+    r = invoke(
+        ["run", "--config", cfg, "--epochs", "1", "--heads", "linear", "--no-knn", "--no-logreg", "--out", other]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((other / "linear" / "metrics.json").read_text())["epochs_run"] == 1
     assert not (other / "v2").exists() and not (other / "knn").exists()

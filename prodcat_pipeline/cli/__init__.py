@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import commands  # noqa: F401 - registers the commands on the app
+from . import commands, tuning  # noqa: F401 - registers the commands on the app
 from .app import app
 
 __all__ = ["app", "main"]

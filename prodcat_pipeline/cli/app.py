@@ -78,8 +78,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
-                                 callback=_print_version),  # fmt: skip
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),  # fmt: skip
 ):
     """prodcat: encode product titles once into an embedding cache, then train and compare heads fast."""
 

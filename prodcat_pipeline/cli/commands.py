@@ -19,6 +19,8 @@ HEADS = Opt("heads", "heads", str | None, typer.Option("--heads", rich_help_pane
             help="Comma-separated heads to train (default: linear,v2,v3)."))  # fmt: skip
 RUN_KNN = Opt("knn", "run_knn", bool | None, typer.Option("--knn/--no-knn", rich_help_panel="Output",
               help="Also run the k-NN baseline (default on)."))  # fmt: skip
+RUN_LOGREG = Opt("logreg", "run_logreg", bool | None, typer.Option("--logreg/--no-logreg", rich_help_panel="Output",
+                 help="Also fit the LogisticRegression baseline on the cache (default on)."))  # fmt: skip
 
 
 def _setup_logging(verbose: bool, train_progress: bool = False) -> None:
@@ -111,9 +113,10 @@ def train_command(**kw):
 @command("knn-eval")
 @with_options(DATA, ENCODER, [OUT], KNN, CONFIG)
 def knn_eval_command(**kw):
-    """k-nearest-neighbour baseline (FAISS) on the same cache: the train split is the index.
+    """k-nearest-neighbour baseline (FAISS) on the same cache: the train split is the index; each neighbour
+    votes exp(cos/T), k and T chosen on validation unless set.
 
-    Example: prodcat knn-eval --data data/lspc_sample --k 10 --index flat
+    Example: prodcat knn-eval --data data/lspc_sample --index flat
     """
     _setup_logging(bool(kw.get("verbose")))
     from ..knn import knn_eval
@@ -121,14 +124,20 @@ def knn_eval_command(**kw):
     config = _resolve(knn_eval_command, kw)
     result = knn_eval(config, out=kw.get("out"))
     metrics_table(result.metrics, config.train.lang_top_k)
+    knn = result.metrics["knn"]
+    vote = f", T={knn['temperature']:g} ({knn['temperature_chosen_by']})" if knn["weighting"] == "softmax" else ""
+    typer.echo(f"k={knn['k']} ({knn['k_chosen_by']}){vote}, {knn['weighting']} votes")
     typer.echo(f"index build {result.build_seconds:.2f}s, search {result.search_seconds:.2f}s; "
                f"metrics: {result.out_dir}")  # fmt: skip
 
 
 @command("run")
-@with_options(DATA, ENCODER, [Opt("out", "out", str | None, OUT.option), HEADS, RUN_KNN], TRAIN_FIELDS, CONFIG)
+@with_options(
+    DATA, ENCODER, [Opt("out", "out", str | None, OUT.option), HEADS, RUN_KNN, RUN_LOGREG], TRAIN_FIELDS, CONFIG
+)
 def run_command(**kw):
-    """The whole pipeline: embed, train each head, k-NN, one comparison table and plot.
+    """The whole pipeline: embed, train each head, k-NN, a LogisticRegression baseline, one comparison table and
+    plot.
 
     Every training flag applies to each head on top of its own defaults, exactly as in `prodcat train`.
 
@@ -159,7 +168,7 @@ def config_show_command(**kw):
 
     Example: prodcat config show --head linear --lr 0.1
     """
-    from ..config import to_yaml
+    from ..config_yaml import to_yaml
 
     typer.echo(to_yaml(_resolve(config_show_command, kw, notes="train")), nl=False)
 

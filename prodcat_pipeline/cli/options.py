@@ -52,7 +52,10 @@ DATA = [
 ]  # fmt: skip
 ENCODER = [
     _opt("model", "encoder.model", str, "--model", "-m", panel="Encoder and cache",
-         help="use-multilingual (default), minilm, or any sentence-transformers id or path."),
+         help="use-multilingual (default), minilm, or any sentence-transformers id or path; a comma list "
+              "(use-multilingual,minilm) concatenates their vectors."),
+    _opt("encoder_weights", "encoder.weights", str, "--encoder-weights", panel="Encoder and cache",
+         help="One factor per encoder of a --model list, e.g. 1,0.5 (default 1 each)."),
     _opt("cache_dir", "cache.dir", str, "--cache-dir", panel="Encoder and cache",
          help="Cache root (default $PRODCAT_CACHE or ~/.cache/prodcat)."),
 ]  # fmt: skip
@@ -69,10 +72,12 @@ EMBED = [
          help="Encoding processes (default: one per core for use-multilingual)."),
 ]  # fmt: skip
 KNN = [
-    _opt("k", "knn.k", int, "--k", help="Neighbours that vote (default 10).", panel="k-NN"),
+    _opt("k", "knn.k", int, "--k", help="Neighbours that vote (default: chosen on validation).", panel="k-NN"),
+    _opt("temperature", "knn.temperature", float, "--temperature", panel="k-NN",
+         help="Softmax vote exp(cos/T) temperature (default: chosen on validation)."),
     _opt("index", "knn.index", str, "--index", help="flat (exact, default), ivf or hnsw.", panel="k-NN"),
-    _opt("weighting", "knn.weighting", str, "--weighting", help="distance (default) or uniform votes.",
-         panel="k-NN"),
+    _opt("weighting", "knn.weighting", str, "--weighting", panel="k-NN",
+         help="softmax (default: exp(cos/T) votes), distance (max(cos, 0)) or uniform."),
     _opt("nprobe", "knn.nprobe", int, "--nprobe", help="IVF cells searched (default 16).", panel="k-NN"),
     _opt("ef_search", "knn.ef_search", int, "--ef-search", help="HNSW search depth (default 128).", panel="k-NN"),
 ]  # fmt: skip

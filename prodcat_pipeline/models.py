@@ -1,0 +1,170 @@
+"""A run folder as a model that gives class probabilities for cached or freshly encoded vectors: a trained
+head (best.pt), a k-NN (knn.json) or an ensemble of such runs (ensemble.json). Prediction, ensembles and
+tuning all go through `open_run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ProdcatError
+from .reader import CachedDataset
+
+ENSEMBLE_FORMAT = "prodcat-ensemble/1"
+
+
+def run_config(ckpt: dict):
+    """The configuration a checkpoint was trained with, validated again (a tampered one is refused)."""
+    from .config import PipelineConfig
+
+    if not isinstance(ckpt.get("config"), dict):
+        raise ProdcatError("the checkpoint holds no configuration: it was not written by `prodcat train`")
+    return PipelineConfig.from_resolved(ckpt["config"])
+
+
+class HeadModel:
+    """A trained head (its best checkpoint)."""
+
+    kind = "head"
+
+    def __init__(self, path: Path, cached: CachedDataset | None = None, device: str = "cpu"):
+        from .checkpoint import head_from_checkpoint, load_checkpoint
+
+        self.path = path
+        self.ckpt = load_checkpoint(path, cached)
+        self.config = run_config(self.ckpt)
+        self.label_names = list(self.ckpt["label_names"])
+        self.cache_key, self.encoder = self.ckpt["cache_key"], self.ckpt["encoder"]
+        self.languages = list(self.ckpt["languages"])
+        self.head = head_from_checkpoint(self.ckpt, device)
+        self.device = device
+        self.name = self.ckpt["head"]
+
+    @property
+    def needs_languages(self) -> bool:
+        return bool(self.head.transform.needs_languages)
+
+    def proba(self, X: np.ndarray, languages=None) -> np.ndarray:
+        from .inference import predict_logits, softmax
+
+        lang_ids = None
+        if self.needs_languages:
+            if languages is None:
+                raise ProdcatError(f"the head at {self.path} needs each title's language")
+            index = {c: i for i, c in enumerate(self.languages)}
+            lang_ids = np.array([index.get(str(c), -1) for c in languages], dtype=np.int64)
+        return softmax(predict_logits(self.head, X, lang_ids, self.device))
+
+
+class KnnModel:
+    """A k-NN run: the index is rebuilt from its cache's train split (the cache must be present)."""
+
+    kind = "knn"
+    needs_languages = False
+    name = "knn"
+
+    def __init__(self, path: Path, cached: CachedDataset | None = None):
+        from .config import PipelineConfig
+        from .knn import load_knn
+
+        self.path = path
+        spec = _read_json(path / "knn.json", "k-NN run")
+        try:
+            self.config = PipelineConfig.from_resolved(spec["config"])
+            self.cache_key, self.encoder = spec["cache_key"], spec["encoder"]
+            self.label_names = list(spec["label_names"])
+        except (KeyError, TypeError) as exc:
+            raise ProdcatError(f"{path / 'knn.json'} is incomplete ({exc}); run `prodcat knn-eval` again") from None
+        if cached is None:
+            from .cache import TRAINING_COLUMNS
+            from .reader import load_cache
+
+            cached = load_cache(self.config, columns=TRAINING_COLUMNS)
+        self.clf = load_knn(path, cached)
+
+    def proba(self, X: np.ndarray, languages=None) -> np.ndarray:
+        return self.clf.predict_proba(X)
+
+
+class EnsembleModel:
+    """A weighted average of member runs' probabilities (members kept inside the folder, weights chosen on
+    validation by `prodcat ensemble` or `prodcat tune --ensemble`)."""
+
+    kind = "ensemble"
+    name = "ensemble"
+
+    def __init__(self, path: Path, cached: CachedDataset | None = None, device: str = "cpu"):
+        spec = _read_json(path / "ensemble.json", "ensemble")
+        if spec.get("format") != ENSEMBLE_FORMAT or not spec.get("members"):
+            raise ProdcatError(f"{path / 'ensemble.json'} is not a prodcat ensemble description")
+        self.path = path
+        self.members, weights = [], []
+        for m in spec["members"]:
+            member_path = (path / str(m.get("path", ""))).resolve()
+            if path.resolve() not in member_path.parents:
+                raise ProdcatError(
+                    f"{path / 'ensemble.json'}: member path {m.get('path')!r} leaves the ensemble folder"
+                )
+            self.members.append(open_run(member_path, cached=cached, device=device))
+            weights.append(float(m.get("weight", 0.0)))
+        self.weights = np.asarray(weights, dtype=np.float64)
+        if not np.isfinite(self.weights).all() or (self.weights < 0).any() or self.weights.sum() <= 0:
+            raise ProdcatError(f"{path / 'ensemble.json'}: weights must be finite, >= 0 and not all 0")
+        first = self.members[0]
+        self.config, self.cache_key, self.encoder = first.config, first.cache_key, first.encoder
+        self.label_names = first.label_names
+        check_same_space(self.members)
+
+    @property
+    def needs_languages(self) -> bool:
+        return any(m.needs_languages for m in self.members)
+
+    def proba(self, X: np.ndarray, languages=None) -> np.ndarray:
+        w = self.weights / self.weights.sum()
+        return sum(wi * m.proba(X, languages) for wi, m in zip(w, self.members, strict=True) if wi > 0)
+
+
+def open_run(run: str | Path, *, cached: CachedDataset | None = None, device: str = "cpu"):
+    """The model a run folder holds (head, k-NN or ensemble), ready to give probabilities."""
+    path = Path(run)
+    if path.is_file():  # a checkpoint file
+        return HeadModel(path, cached, device)
+    if (path / "ensemble.json").exists():
+        return EnsembleModel(path, cached, device)
+    if (path / "knn.json").exists():
+        return KnnModel(path, cached)
+    if (path / "best.pt").exists():
+        return HeadModel(path, cached, device)
+    if not path.exists():
+        raise ProdcatError(f"run folder not found: {path}")
+    raise ProdcatError(
+        f"{path} holds no model: expected best.pt (a head), knn.json (a k-NN) or ensemble.json; "
+        "pass a folder written by `prodcat train`, `knn-eval`, `tune` or `ensemble`"
+    )
+
+
+def check_same_space(models: list) -> None:
+    """Members of one ensemble must read the same vectors and predict the same labels."""
+    first = models[0]
+    for m in models[1:]:
+        if m.label_names != first.label_names:
+            raise ProdcatError(f"{m.path} predicts other labels than {first.path}; ensemble runs of one dataset")
+        if m.cache_key != first.cache_key:
+            raise ProdcatError(
+                f"{m.path} was trained on encoder '{m.encoder.get('name')}' and {first.path} on "
+                f"'{first.encoder.get('name')}': ensemble members must share the encoder (--model)"
+            )
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProdcatError(f"no {what} description at {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProdcatError(f"{path} is not valid JSON ({exc}); the {what} folder is damaged") from None
+    if not isinstance(doc, dict):
+        raise ProdcatError(f"{path} must hold a JSON object")
+    return doc

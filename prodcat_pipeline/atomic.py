@@ -63,6 +63,12 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     return n
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_folder(final: str | os.PathLike):
     """Yield a temporary folder next to `final`; on success it replaces `final` (an older folder there is
@@ -72,6 +78,7 @@ def atomic_folder(final: str | os.PathLike):
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=final.name + TMP_MARK, dir=final.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it owner-only; a run folder gets the usual permissions
     try:
         yield tmp
         old = None

@@ -39,8 +39,8 @@ def logistic_regression(
         keep = np.sort(np.random.default_rng(config.train.seed).choice(len(y), max_rows, replace=False))
         X, y = X[keep], y[keep]
     X = _unit(X)
-    evals = {s: (_unit(cached.split_arrays(s)[0]), cached.split_arrays(s)[1]) for s in ("validation", "test")}
-    evals = {s: v for s, v in evals.items() if len(v[1])}
+    evals = {s: cached.split_arrays(s) for s in ("validation", "test") if cached.mask(s).any()}
+    evals = {s: (_unit(Xs), ys) for s, (Xs, ys) in evals.items()}
     n = len(cached.label_names)
     best = None
     for C in Cs if "validation" in evals else Cs[-1:]:

@@ -19,19 +19,9 @@ def open_cache(
     """(the cache of config.data + config.encoder, whether it had to be built now).
 
     Only a missing cache or row index (CacheMissing) triggers an encode; a corrupt one (CacheCorrupt)
-    is raised as it is, never rebuilt silently. With a comma list of encoders each one's cache is opened
-    (encoding only the encoders whose cache is missing) and the caches are combined.
+    is raised as it is, never rebuilt silently. With a comma list of encoders the caches are combined;
+    when one is missing, `embed` encodes only what each encoder's cache lacks.
     """
-    from .combined import combine, encoder_names, encoder_weights, part_columns, part_config
-
-    names = encoder_names(config.encoder)
-    if len(names) > 1:
-        encoder_weights(config.encoder)  # a bad list fails before anything is encoded
-        opened = [
-            open_cache(part_config(config, n), columns=part_columns(columns), show_progress=show_progress)
-            for n in names
-        ]
-        return combine([c for c, _ in opened], config, columns), any(built for _, built in opened)
     try:
         return load_cache(config, columns=columns), False
     except CacheMissing:

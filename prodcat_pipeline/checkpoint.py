@@ -12,6 +12,14 @@ from .reader import CachedDataset
 CHECKPOINT_FORMAT = "prodcat-head/1"
 
 
+def checkpoint_meta(config, cached: CachedDataset, head_args: dict, languages: list[str]) -> dict:
+    """What every checkpoint of a run holds besides its tag, weights and loop state (`train` and run_folder)."""
+    tc = config.train
+    meta = {"format": CHECKPOINT_FORMAT, "head": tc.head, "head_args": head_args, "dim": cached.dim}
+    meta |= {"config": config.model_dump(mode="json"), "cache_key": cached.key, "encoder": cached.encoder}
+    return meta | {"label_names": cached.label_names, "languages": languages}
+
+
 def save_checkpoint(path: Path, ckpt: dict) -> None:
     import torch
 

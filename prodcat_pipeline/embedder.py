@@ -63,7 +63,11 @@ def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = 
     if len(encoder_names(config.encoder)) > 1:
         return _embed_parts(config, show_progress)
     t0 = time.perf_counter()
-    ds = load_dataset(config.data)
+    return _embed_one(config, load_dataset(config.data), show_progress, t0)
+
+
+def _embed_one(config: PipelineConfig, ds, show_progress: bool | None, t0: float) -> EmbedResult:
+    """`embed` for one encoder, given the loaded dataset."""
     store = _open_store(config)
     uniques, row_unique, hashes = _distinct_titles(ds)
     positions = pc.index_in(hashes, value_set=store.hashes())  # each distinct title's vector, null = missing
@@ -102,7 +106,9 @@ def _embed_parts(config: PipelineConfig, show_progress: bool | None) -> EmbedRes
     from .combined import combine, encoder_weights, part_config
 
     encoder_weights(config.encoder)  # a bad list fails before anything is encoded
-    parts = [embed(part_config(config, n), show_progress=show_progress) for n in encoder_names(config.encoder)]
+    t0 = time.perf_counter()
+    ds = load_dataset(config.data)  # the parts share the dataset: read, split and language-tagged once
+    parts = [_embed_one(part_config(config, n), ds, show_progress, t0) for n in encoder_names(config.encoder)]
     total = {k: sum(getattr(r, k) for r in parts) for k in ("encoded", "reused", "shards_written", "seconds")}
     return replace(
         parts[0],

@@ -27,8 +27,7 @@ class EnsembleResult:
 
 def split_probabilities(model, cached: CachedDataset, split: str) -> np.ndarray:
     """A model's class probabilities for one split of the cache."""
-    m = cached.mask(split)
-    X = cached.store.gather(cached.column("vec")[m])
+    X, _ = cached.split_arrays(split)
     return model.proba(X, cached.column("language", split))
 
 

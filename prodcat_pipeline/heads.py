@@ -24,6 +24,7 @@ class InputTransform(nn.Module):
         self.register_buffer("lang_maps", torch.eye(dim).repeat(n_aligned, 1, 1), persistent=n_aligned > 0)
         self.register_buffer("lang_means", torch.zeros(n_languages, dim))
         self.register_buffer("directions", torch.zeros(n_directions, dim))
+        self._identity: tuple | None = None  # (state of lang_maps, identity flags): see _identity_maps
 
     @property
     def centring(self) -> bool:
@@ -38,13 +39,38 @@ class InputTransform(nn.Module):
         return self.centring or self.aligning
 
     def align(self, x: torch.Tensor, lang: torch.Tensor) -> torch.Tensor:
-        """Rows of language i -> normalise(x @ lang_maps[i]); unseen languages (-1) are left as they are."""
+        """Rows of language i -> normalise(x @ lang_maps[i]); unseen languages (-1) are left as they are.
+        Languages whose map is the identity (the pivot, those with too few pairs) skip the product (x @ I == x).
+        The result keeps x's dtype (under autocast the products run in the autocast dtype)."""
         out = x.clone()
+        identity, plain_ids = self._identity_maps()
         for i in range(self.lang_maps.shape[0]):
+            if identity[i]:
+                continue
             rows = (lang == i).nonzero().squeeze(1)
             if rows.numel():
-                out[rows] = nn.functional.normalize(x[rows] @ self.lang_maps[i], dim=1)
+                out[rows] = nn.functional.normalize(x[rows] @ self.lang_maps[i], dim=1).to(out.dtype)
+        if plain_ids is not None:  # every identity-mapped language at once: only normalised
+            rows = (plain_ids[lang.clamp(min=0)] & (lang >= 0)).nonzero().squeeze(1)
+            if rows.numel():
+                out[rows] = nn.functional.normalize(x[rows], dim=1)
         return out
+
+    def _identity_maps(self) -> tuple[list[bool], torch.Tensor | None]:
+        """Which languages' maps are the identity (a list, and a bool tensor on the maps' device, None when no
+        map is). Worked out once per content of `lang_maps`: again only after it is fitted, loaded or moved."""
+        maps = self.lang_maps
+        try:
+            key = (maps.data_ptr(), maps.device, maps.dtype, maps.shape, maps._version)
+        except RuntimeError:  # an inference tensor keeps no version counter: check every time
+            key = None
+        cached = self._identity
+        if key is None or cached is None or cached[0] != key:
+            eye = torch.eye(maps.shape[1], dtype=maps.dtype, device=maps.device)
+            flags = [bool(torch.equal(m, eye)) for m in maps]
+            ids = torch.tensor(flags, dtype=torch.bool, device=maps.device) if any(flags) else None
+            cached = self._identity = (key, flags, ids)
+        return cached[1], cached[2]
 
     def forward(self, x: torch.Tensor, lang: torch.Tensor | None = None) -> torch.Tensor:
         x = x.float()

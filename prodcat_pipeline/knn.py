@@ -151,8 +151,17 @@ def _prepare(X: np.ndarray) -> np.ndarray:
 def neighbour_proba(
     sims: np.ndarray, ids: np.ndarray, labels: np.ndarray, n_classes: int, k: int, temperature: float, weighting: str
 ) -> np.ndarray:
-    """(n, n_classes) float64: the first k neighbours of each row vote for their label, exp(cos/T) (softmax),
-    max(cos, 0) (distance) or 1 (uniform); votes normalised per row. Rows with no neighbour get 1/n_classes."""
+    """(n, n_classes) float64: `neighbour_scores` normalised per row. Rows with no neighbour get 1/n_classes."""
+    scores = neighbour_scores(sims, ids, labels, n_classes, k, temperature, weighting)
+    total = scores.sum(1, keepdims=True)
+    return np.where(total > 0, scores / np.where(total > 0, total, 1.0), 1.0 / n_classes)
+
+
+def neighbour_scores(
+    sims: np.ndarray, ids: np.ndarray, labels: np.ndarray, n_classes: int, k: int, temperature: float, weighting: str
+) -> np.ndarray:
+    """(n, n_classes) float64 vote totals: the first k neighbours of each row vote for their label, exp(cos/T)
+    (softmax), max(cos, 0) (distance) or 1 (uniform). Their argmax is the prediction."""
     sims = np.asarray(sims[:, :k], dtype=np.float64)
     ids = np.asarray(ids[:, :k])
     valid = ids >= 0
@@ -167,9 +176,7 @@ def neighbour_proba(
     votes = np.where(valid, votes, 0.0)
     n = len(ids)
     cell = (np.arange(n)[:, None] * n_classes + labels[ids.clip(0)]).ravel()  # row * n_classes + label
-    scores = np.bincount(cell, weights=votes.ravel(), minlength=n * n_classes).reshape(n, n_classes)
-    total = scores.sum(1, keepdims=True)
-    return np.where(total > 0, scores / np.where(total > 0, total, 1.0), 1.0 / n_classes)
+    return np.bincount(cell, weights=votes.ravel(), minlength=n * n_classes).reshape(n, n_classes)
 
 
 def score_grid(clf: KnnClassifier, sims, ids, y, ks, temperatures) -> tuple[int, float, list[dict]]:
@@ -179,7 +186,7 @@ def score_grid(clf: KnnClassifier, sims, ids, y, ks, temperatures) -> tuple[int,
     table = []
     for k in ks:
         for t in temperatures:
-            pred = neighbour_proba(sims, ids, clf.labels_, clf.n_classes_, k, t, clf.weighting).argmax(1)
+            pred = neighbour_scores(sims, ids, clf.labels_, clf.n_classes_, k, t, clf.weighting).argmax(1)
             row = {"k": int(k), "temperature": float(t), "macro_f1": macro_f1_fast(y, pred, clf.n_classes_)}
             table.append(row | {"micro_f1": float((pred == y).sum() / max(len(y), 1))})  # = accuracy
     best = min(table, key=lambda r: (-r["macro_f1"], r["k"], abs(math.log(r["temperature"] / FALLBACK_T))))
@@ -220,9 +227,10 @@ class KnnResult:
     classifier: KnnClassifier | None = None
 
 
-def _choose(clf: KnnClassifier, kc: KnnConfig, val) -> tuple[dict, list[dict] | None, tuple | None]:
+def _choose(clf: KnnClassifier, kc: KnnConfig, val, candidates=None) -> tuple[dict, list[dict] | None, tuple | None]:
     """Set clf.k and clf.temperature: a value set in the config is kept; the others are chosen on the
-    validation split (`val` = (X, y), or None: fallbacks). Returns (how each was chosen, table, neighbours)."""
+    validation split (`val` = (X, y), or None: fallbacks) among `candidates` = (ks, temperatures), by default
+    K_CANDIDATES x T_CANDIDATES. Returns (how each was chosen, table, neighbours)."""
     search_k = kc.k is None and val is not None
     search_t = kc.temperature is None and val is not None and clf.weighting == "softmax"  # else T has no effect
     how = {
@@ -231,9 +239,12 @@ def _choose(clf: KnnClassifier, kc: KnnConfig, val) -> tuple[dict, list[dict] | 
     }
     if not (search_k or search_t):
         return how, None, None
-    ks = K_CANDIDATES if search_k else [clf.k]
-    ts = T_CANDIDATES if search_t else [clf.temperature]
+    all_ks, all_ts = candidates or (K_CANDIDATES, T_CANDIDATES)
+    ks = all_ks if search_k else [clf.k]
+    ts = all_ts if search_t else [clf.temperature]
     clf.k, clf.temperature, table, sims, ids = _search_grid(clf, *val, ks, ts)
+    if not search_k:
+        clf.k = kc.k  # as set (the search capped its candidates at the train size; predictions are the same)
     log.info("k-NN: chose k=%d, T=%g on validation (macro-F1 %.4f)", clf.k, clf.temperature,
              max(r["macro_f1"] for r in table))  # fmt: skip
     return how, table, (sims, ids)
@@ -245,9 +256,12 @@ def knn_eval(
     out: str | Path | None = None,
     cached=None,
     show_progress: bool | None = None,
+    candidates: tuple[list, list] | None = None,
 ) -> KnnResult:
-    """Fit FAISS k-NN on the train split's cached vectors, choose k and T on validation (unless set), evaluate
-    validation and test; write metrics.json and knn.json (what load_knn rebuilds the classifier from)."""
+    """Fit FAISS k-NN on the train split's cached vectors, choose k and T on validation (unless set; among
+    `candidates` = (ks, temperatures) when given), evaluate validation and test; write metrics.json and
+    knn.json (what load_knn rebuilds the classifier from). metrics["knn"]["validation_search"] holds the
+    score of every (k, T) tried."""
     from .atomic import write_json_atomic
     from .cache import TRAINING_COLUMNS, open_cache
     from .config import load_config
@@ -261,7 +275,7 @@ def knn_eval(
     kc = config.knn
     clf = KnnClassifier.from_config(kc).fit(X_train, y_train, n_classes=len(cached.label_names))
     val = cached.split_arrays("validation") if cached.mask("validation").any() else None
-    how, table, neighbours = _choose(clf, kc, val)
+    how, table, neighbours = _choose(clf, kc, val, candidates)
     search_seconds = clf.search_seconds_ if neighbours else 0.0
     metrics, tc = {}, config.train
     for split in ("validation", "test"):
@@ -325,6 +339,12 @@ def load_knn(run_folder: str | Path, cached) -> KnnClassifier:
     run = Path(run_folder)
     path = run if run.is_file() else run / KNN_FILE
     doc, settings = read_knn_document(path)
+    return refit_knn(path, doc, settings, cached)
+
+
+def refit_knn(path: Path, doc: dict, settings: KnnConfig, cached) -> KnnClassifier:
+    """The classifier a checked knn.json (`read_knn_document`) describes, fitted on the train split of `cached`,
+    which must be the cache it was made from."""
     if doc["cache_key"] != cached.key:
         raise ProdcatError(
             f"{path} was made from vectors of encoder '{doc['encoder'].get('name')}' (cache {doc['cache_key']}), "
@@ -364,9 +384,9 @@ def read_knn_document(path: Path) -> tuple[dict, KnnConfig]:
         settings = KnnConfig(k=doc["k"], temperature=doc["temperature"], weighting=doc["weighting"],
                              index=index.get("type"), **fields)  # fmt: skip
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ProdcatError(f"{path}: '{where}' {first['msg']} (got {first.get('input')!r}); {fix}") from None
+        from .config import _describe
+
+        raise ProdcatError(f"{path}: {_describe(exc)}; {fix}") from None
     if settings.k is None or settings.temperature is None:
         raise ProdcatError(f"{path}: k and temperature must be numbers, got {doc['k']!r} and {doc['temperature']!r}")
     return doc, settings

@@ -67,22 +67,21 @@ class KnnModel:
 
     def __init__(self, path: Path, cached: CachedDataset | None = None):
         from .config import PipelineConfig
-        from .knn import load_knn
+        from .knn import KNN_FILE, read_knn_document, refit_knn
 
         self.path = path
-        spec = _read_json(path / "knn.json", "k-NN run")
-        try:
-            self.config = PipelineConfig.from_resolved(spec["config"])
-            self.cache_key, self.encoder = spec["cache_key"], spec["encoder"]
-            self.label_names = list(spec["label_names"])
-        except (KeyError, TypeError) as exc:
-            raise ProdcatError(f"{path / 'knn.json'} is incomplete ({exc}); run `prodcat knn-eval` again") from None
+        doc, settings = read_knn_document(path / KNN_FILE)  # checked before any cache is opened
+        if not isinstance(doc.get("config"), dict):
+            raise ProdcatError(f"{path / KNN_FILE} holds no configuration; run `prodcat knn-eval` again")
+        self.config = PipelineConfig.from_resolved(doc["config"])
+        self.cache_key, self.encoder = doc["cache_key"], doc["encoder"]
+        self.label_names = list(doc["label_names"])
         if cached is None:
             from .cache import TRAINING_COLUMNS
             from .reader import load_cache
 
             cached = load_cache(self.config, columns=TRAINING_COLUMNS)
-        self.clf = load_knn(path, cached)
+        self.clf = refit_knn(path / KNN_FILE, doc, settings, cached)
 
     def proba(self, X: np.ndarray, languages=None) -> np.ndarray:
         return self.clf.predict_proba(X)

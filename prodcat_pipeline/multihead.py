@@ -24,7 +24,7 @@ PER_TRIAL = (
     "lr", "weight_decay", "classifier_dropout", "label_smoothing", "epochs", "early_stopping_patience",
     "lr_schedule", "lr_warmup_steps", "lr_min_scale", "lr_decay",
 )  # fmt: skip
-IGNORED = ("device", "save_every", "lang_min_samples", "lang_top_k", "no_lang_metrics")  # no effect on training
+IGNORED = ("save_every", "lang_min_samples", "lang_top_k", "no_lang_metrics")  # no effect on training
 
 
 @dataclass
@@ -35,7 +35,8 @@ class ManyResult:
     params: dict  # the trial's overrides, as given
     config: TrainConfig  # the trial's resolved train settings
     head_args: dict
-    history: list[dict]  # per epoch: epoch, loss, val_macro_f1, val_micro_f1, lr, seconds (this trial's share)
+    history: list[dict]  # per epoch: epoch, loss, val_macro_f1, val_micro_f1, lr, seconds (this trial's share of
+    # the training pass, as `train` records it), the group's training and evaluation seconds, trials
     best_epoch: int  # 0: no epoch beat the initial head (or none ran)
     best_score: float  # validation macro-F1 of best_epoch (-1.0 when no epoch ran)
     best_micro: float | None  # validation micro-F1 of best_epoch
@@ -92,9 +93,10 @@ def train_many(
     *,
     cached: CachedDataset,
     on_epoch=None,
-    device: str = "cpu",
+    device: str | None = None,
     show_progress: bool | None = None,
     max_batches: int | None = None,
+    data=None,
 ) -> list[ManyResult]:
     """Train one head per trial (config.train with the trial's overrides) together on the same batches.
 
@@ -103,7 +105,10 @@ def train_many(
     seed + i (trial 0 from the same weights as `train` would). After every epoch `on_epoch(epoch, scores)`
     gets each trial's validation macro-F1 (None for trials no longer training) and may return one bool per
     trial: True stops that trial (pruned). `max_batches` caps the batches per epoch (quick screening,
-    benchmarks); the schedule is sized to the capped epoch.
+    benchmarks); the schedule is sized to the capped epoch. `device` defaults to train.device (then CUDA
+    when present, as in `train`). `data`: the training data view already built for these settings
+    (`build_training_data(cached, config.train, device)`), reused across groups of one head (tune); the
+    input transform fitted on it is reused too.
 
     Example:
         >>> cfg = load_config(overrides={"data.path": "data/lspc_sample", "train.head": "v2"})
@@ -113,12 +118,18 @@ def train_many(
     import torch
 
     from .encoders import resolve_device
-    from .training_data import build_training_data
+    from .training_data import build_training_data, data_settings
 
     config = config.for_head()
     tcs = trial_configs(config, trials)
-    device = resolve_device(device)
-    data = build_training_data(cached, tcs[0], device)
+    device = resolve_device(device or tcs[0].device)
+    if data is None:
+        data = build_training_data(cached, tcs[0], device)
+    elif data.cached is not cached or data.built_for != data_settings(tcs[0], device):
+        raise ProdcatError(
+            "train_many: `data` was built from another cache or for other settings (languages, loss weights, "
+            "device); build it with build_training_data(cached, config.train, device) or leave it out"
+        )
     if "validation" not in data.eval_splits():
         raise ProdcatError("tuning compares trials on the validation split, and this dataset has none")
     group = _Group(tcs, data, device)
@@ -126,6 +137,8 @@ def train_many(
     n_batches = min(n_batches, max_batches) if max_batches else n_batches
     group.total_steps = [n_batches * max(t.epochs, 1) for t in tcs]
     rows = data.eval_set("validation")
+    with torch.no_grad():
+        val_x = group.transformed(rows)  # the transform is frozen: once, not every epoch
     for epoch in range(1, max(t.epochs for t in tcs) + 1):
         if not group.live:
             break
@@ -133,7 +146,7 @@ def train_many(
         loss = _run_epoch(group, data, epoch, n_batches, show_progress)
         t1 = time.perf_counter()
         with torch.no_grad():
-            scores = _f1_scores(rows.y, group.predict(rows))
+            scores = _f1_scores(rows.y, group.predict(val_x), group.n_classes)
         _finish_epoch(group, epoch, loss, scores, (t1 - t0, time.perf_counter() - t1), on_epoch)
     return [group.result(i, trial) for i, trial in enumerate(trials)]
 
@@ -145,8 +158,7 @@ class _Group:
         import torch
 
         from .heads import build_head, head_args
-        from .multihead_ops import StackedAdamW, StackedHeads
-        from .trainer import _fit_input_transform
+        from .multihead_ops import KEYS, StackedAdamW, StackedHeads
 
         tc = self.tc = tcs[0]
         self.tcs, self.device, self.n_classes, self.dim = tcs, device, data.n_classes, data.cached.dim
@@ -156,9 +168,11 @@ class _Group:
             torch.manual_seed(tc.seed + i)
             head = build_head(t.head, self.dim, self.n_classes, self.args[i])
             if i == 0:
-                _fit_input_transform(head, data, tc)
+                _fit_or_reuse_transform(head, data, tc)
                 self.transform = head.transform.to(device).eval()
-            states.append(head.state_dict())
+                states.append(head.state_dict())
+            else:  # only the trial's own parameters: the transform (its buffers, tens of MB) is trial 0's
+                states.append({k: v for k, v in head.state_dict().items() if k in KEYS[tc.head]})
         self.template = list(states[0])  # the state_dict keys, in build_head's order
         dtype = torch.bfloat16 if tc.amp else None
         residual = not tc.classifier_no_residual
@@ -197,18 +211,25 @@ class _Group:
             for i in self.live
         ]  # fmt: skip
 
-    def predict(self, rows, max_elements: int = 1 << 24) -> np.ndarray:
-        """Predicted label ids (live trials, rows) on an evaluation split, in chunks of rows (a training
-        batch or 1024 rows, fewer when that is more than `max_elements` hidden activations)."""
+    def transformed(self, rows, chunk: int = 8192):
+        """An evaluation split's vectors through the (shared, frozen) input transform, on the device."""
         import torch
 
-        width = len(self.live) * max(self.tc.classifier_hidden if self.tc.head == "v2" else 1, self.n_classes)
-        chunk = max(64, min(max(self.tc.batch_size, 1024), max_elements // width))
-        out = np.empty((len(self.live), len(rows.y)), dtype=np.int64)
+        out = torch.empty((len(rows.y), self.dim), device=self.device)
         for s in range(0, len(rows.y), chunk):
             xb = torch.from_numpy(np.ascontiguousarray(rows.X[s : s + chunk])).to(self.device)
             lb = torch.from_numpy(np.asarray(rows.lang_ids[s : s + chunk])).to(self.device)
-            z = self.heads.forward(self.transform(xb, lb if self.transform.needs_languages else None), train=False)
+            out[s : s + chunk] = self.transform(xb, lb)
+        return out
+
+    def predict(self, x, max_elements: int = 1 << 24) -> np.ndarray:
+        """Predicted label ids (live trials, rows) for transformed vectors `x` (see `transformed`), in chunks
+        of rows (a training batch or 1024 rows, fewer when that is more than `max_elements` activations)."""
+        width = len(self.live) * max(self.tc.classifier_hidden if self.tc.head == "v2" else 1, self.n_classes)
+        chunk = max(64, min(max(self.tc.batch_size, 1024), max_elements // width))
+        out = np.empty((len(self.live), x.shape[0]), dtype=np.int64)
+        for s in range(0, x.shape[0], chunk):
+            z = self.heads.forward(x[s : s + chunk], train=False)
             out[:, s : s + chunk] = z.argmax(1).cpu().numpy()
         return out
 
@@ -219,6 +240,19 @@ class _Group:
         state = {k: transform[k] if k in transform else best[k] for k in self.template}
         return ManyResult(dict(trial), self.tcs[i], self.args[i], r["history"], r["best_epoch"], r["best_score"],
                           r["best_micro"], r["pruned"], round(r["seconds"], 3), state)  # fmt: skip
+
+
+def _fit_or_reuse_transform(head, data, tc: TrainConfig) -> None:
+    """Fit trial 0's input transform on the training rows (as `train` does), or load the one fitted before on
+    the same data with the same language settings (tune's groups of one head share it: no refit per group)."""
+    from .trainer import _fit_input_transform
+
+    key = ("input_transform", tc.lang_align, tc.lang_centering, tc.lang_remove_directions)
+    if key in data.fitted:
+        head.transform.load_state_dict(data.fitted[key])
+    else:
+        _fit_input_transform(head, data, tc)
+        data.fitted[key] = {k: v.detach().clone() for k, v in head.transform.state_dict().items()}
 
 
 # ---------------------------------------------------------------- one epoch of the group
@@ -237,7 +271,6 @@ def _run_epoch(group: _Group, data, epoch: int, n_batches: int, show_progress) -
     torch.manual_seed(tc.seed * 1_000_003 + epoch)  # dropout masks, as `train` seeds them
     sampler = LanguageSampler(data.lang_np, len(data.languages), tc.lang_sampling_temp)
     order = torch.from_numpy(sampler.epoch_order(np.random.default_rng([tc.seed, epoch]))).to(device)
-    by_language = group.transform.needs_languages
     alpha = tc.focal_alpha if tc.focal_alpha is not None else 1.0
     loss_sum = torch.zeros(len(group.live), device=device)
     label = f"epoch {epoch} ({len(group.live)} trials)"
@@ -245,7 +278,7 @@ def _run_epoch(group: _Group, data, epoch: int, n_batches: int, show_progress) -
         for b in range(n_batches):
             idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
             xb = data.X.take(data.vec.index_select(0, idx))
-            x = group.transform(xb, data.lang.index_select(0, idx) if by_language else None)
+            x = group.transform(xb, data.lang.index_select(0, idx))
             z = heads.forward(x, group.dropout)
             weight = data.weights.index_select(0, idx) if data.weights is not None else None
             loss, dz = smoothed_ce(z, data.y.index_select(0, idx), group.smoothing, weight)
@@ -261,12 +294,12 @@ def _run_epoch(group: _Group, data, epoch: int, n_batches: int, show_progress) -
     return (loss_sum / n_batches).cpu().numpy()
 
 
-def _f1_scores(y: np.ndarray, preds: np.ndarray) -> list[tuple[float, float]]:
+def _f1_scores(y: np.ndarray, preds: np.ndarray, n_classes: int) -> list[tuple[float, float]]:
     """(macro-F1, micro-F1) of each row of `preds`, as metrics.classification_metrics computes them (micro-F1
     over all labels of a single-label task is the accuracy)."""
-    from sklearn.metrics import f1_score
+    from .metrics import macro_f1_fast
 
-    return [(float(f1_score(y, p, average="macro", zero_division=0)), float(np.mean(p == y))) for p in preds]
+    return [(macro_f1_fast(y, p, n_classes), float(np.mean(p == y))) for p in preds]
 
 
 def _finish_epoch(group: _Group, epoch: int, loss, f1s: list[tuple], seconds: tuple, on_epoch) -> None:
@@ -275,14 +308,14 @@ def _finish_epoch(group: _Group, epoch: int, loss, f1s: list[tuple], seconds: tu
     n, live = len(group.tcs), group.live
     scores = [macro for macro, _ in f1s]
     lrs = group.lrs()
-    share = sum(seconds) / len(live)
+    train_share, share = seconds[0] / len(live), sum(seconds) / len(live)
     by_trial: list[float | None] = [None] * n
     for j, i in enumerate(live):
         by_trial[i] = scores[j]
         r = group.record[i]
         r["history"].append({
             "epoch": epoch, "loss": float(loss[j]), "val_macro_f1": scores[j], "val_micro_f1": f1s[j][1], "lr": lrs[j],
-            "seconds": round(share, 3),
+            "seconds": round(train_share, 3),
             "group_train_seconds": round(seconds[0], 3), "group_eval_seconds": round(seconds[1], 3), "trials": len(live),
         })  # fmt: skip
         r["seconds"] += share

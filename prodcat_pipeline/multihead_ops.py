@@ -205,7 +205,8 @@ class StackedAdamW:
         self.betas, self.eps = betas, eps
         self.m = {k: torch.zeros_like(v) for k, v in params.items()}
         self.v = {k: torch.zeros_like(v) for k, v in params.items()}
-        self.steps = [torch.zeros((), dtype=torch.float32) for _ in params]
+        # the step counts live with the parameters: the fused kernel reads them on the parameters' device
+        self.steps = [torch.zeros((), dtype=torch.float32, device=v.device) for v in params.values()]
         self._views: tuple = (None, None, [])
 
     def select(self, keep: torch.Tensor) -> None:

@@ -68,17 +68,23 @@ def load_cache(config: PipelineConfig, *, columns: list[str] | None = None, veri
     """
     from .combined import combine, encoder_names, encoder_weights, part_columns, part_config
     from .data import dataset_fingerprint
-    from .encoders import identify
 
     names = encoder_names(config.encoder)
     if len(names) > 1:  # several encoders: each one's own cache, read as one
         encoder_weights(config.encoder)  # a bad list fails before any file is opened
-        parts = [load_cache(part_config(config, n), columns=part_columns(columns), verify=verify) for n in names]
+        fp = dataset_fingerprint(config.data)  # the parts share the dataset: its files are hashed once
+        parts = [_load_one(part_config(config, n), fp, part_columns(columns), verify) for n in names]
         return combine(parts, config, columns)
+    return _load_one(config, dataset_fingerprint(config.data), columns, verify)
+
+
+def _load_one(config: PipelineConfig, fp: str, columns: list[str] | None, verify: bool) -> CachedDataset:
+    """`load_cache` for one encoder, given the dataset's fingerprint."""
+    from .encoders import identify
+
     identity = identify(config.encoder.model)
     folder = cache_folder(identity, config.encoder, config.cache)
     store = VectorStore.open(folder, key=cache_key(identity, config.encoder, config.cache), verify=verify)
-    fp = dataset_fingerprint(config.data)
     entry = store.manifest["datasets"].get(fp)
     if entry is None:
         raise CacheMissing(

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import TRAINING_COLUMNS, open_cache
-from .checkpoint import CHECKPOINT_FORMAT, check_compatible, load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import check_compatible, checkpoint_meta, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import PipelineConfig, TrainConfig
 from .heads import build_head, head_args
 from .inference import evaluate_head, predict_logits
@@ -79,9 +79,7 @@ def train(
     if resume:
         state = _resume(out, cached, config, args, head, optimizer, scheduler, scaler)
 
-    meta = {"format": CHECKPOINT_FORMAT, "head": tc.head, "head_args": args, "dim": cached.dim}
-    meta |= {"config": config.model_dump(mode="json"), "cache_key": cached.key, "encoder": cached.encoder}
-    meta |= {"label_names": cached.label_names, "languages": data.languages}
+    meta = checkpoint_meta(config, cached, args, data.languages)
 
     def save(name: str, with_optimizer: bool = False) -> None:
         ckpt = {**meta, "tag": name, "head_state": head.state_dict(), "state": state}
@@ -145,25 +143,29 @@ def _write_results(out: Path, config, cached, state: dict, metrics: dict, timing
     from .config_yaml import to_yaml
 
     tc, first = config.train, timing["first_step"]
-    metrics |= {"head": tc.head, "encoder": cached.encoder.get("name"), "cache_key": cached.key}
-    metrics |= {
-        "dataset": cached.dataset.get("source"),
-        "epochs_run": state["epoch"],
-        "best_epoch": state["best_epoch"],
-    }
-    metrics |= {
-        "train_seconds": round(sum(h["seconds"] for h in state["history"]), 3),
+    metrics |= run_summary(tc, cached, state, timing={
         "first_step_seconds": round(first[0] - timing["t_start"], 3) if first else None,
         "first_step_at": first[1] if first else None,  # wall clock (benchmarks time the whole process)
         "wall_seconds": round(time.perf_counter() - timing["t_start"], 3),
-        "history": state["history"],
-        "label_names": cached.label_names,
-        "config": tc.model_dump(mode="json"),
-    }
+    })  # fmt: skip
     write_json_atomic(out / "metrics.json", metrics)
     write_atomic(out / "config.yaml", lambda p: p.write_text(to_yaml(config), encoding="utf-8"))
     return TrainResult(out, tc.head, metrics, state["best_epoch"], state["epoch"], metrics["train_seconds"],
                        cache_built, state["history"])  # fmt: skip
+
+
+def run_summary(tc: TrainConfig, cached: CachedDataset, state: dict, timing: dict | None = None) -> dict:
+    """What metrics.json says besides the evaluated splits: the run's head, cache and data, its loop `state`
+    (epoch, best_epoch, history whose `seconds` are training passes) and `timing` (`train` and run_folder)."""
+    summary = {"head": tc.head, "encoder": cached.encoder.get("name"), "cache_key": cached.key}
+    summary |= {
+        "dataset": cached.dataset.get("source"),
+        "epochs_run": state["epoch"],
+        "best_epoch": state["best_epoch"],
+    }
+    summary |= {"train_seconds": round(sum(h["seconds"] for h in state["history"]), 3)} | (timing or {})
+    return summary | {"history": state["history"], "label_names": cached.label_names,
+                      "config": tc.model_dump(mode="json")}  # fmt: skip
 
 
 # ---------------------------------------------------------------- one epoch
@@ -300,6 +302,18 @@ def _teacher_logits(run: str, data: TrainingData, device: str):
     return torch.from_numpy(predict_logits(teacher, data.train_vectors(), data.lang_np, device)).to(device)
 
 
+def autocast_dtype(tc: TrainConfig, device: str):
+    """The autocast dtype `train` trains and evaluates under: None (train.amp off), bf16, or fp16 on CUDA
+    without bf16."""
+    import torch
+
+    if not tc.amp:
+        return None
+    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def _optimizer(head, tc: TrainConfig, n_rows: int, device: str):
     """Fused AdamW (one kernel over all parameters), the LR schedule, and mixed-precision settings."""
     import torch
@@ -318,11 +332,8 @@ def _optimizer(head, tc: TrainConfig, n_rows: int, device: str):
         min_scale=tc.lr_min_scale,
         decay=tc.lr_decay,
     )
-    amp_dtype, scaler = None, None
-    if tc.amp:
-        amp_dtype = torch.bfloat16
-        if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-            amp_dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
+    amp_dtype = autocast_dtype(tc, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     return optimizer, scheduler, scaler, amp_dtype
 
 

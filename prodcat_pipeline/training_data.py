@@ -54,6 +54,8 @@ class TrainingData:
     train_mask: np.ndarray
     lang_ids_all: np.ndarray
     teacher: object | None = None  # torch float32 teacher logits per training row
+    built_for: tuple = ()  # data_settings(tc, device) of the build: what may reuse this view
+    fitted: dict = field(default_factory=dict, repr=False)  # what callers fitted on these rows, to reuse (multihead)
     _eval: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -83,6 +85,11 @@ class TrainingData:
                 self.cached.column("language")[m],
             )
         return self._eval[split]
+
+
+def data_settings(tc: TrainConfig, device: str) -> tuple:
+    """The settings a training data view depends on (two configs with equal ones can share one view)."""
+    return (device, tc.languages, tc.lang_loss_weights, tc.lang_class_weights)
 
 
 def build_training_data(cached: CachedDataset, tc: TrainConfig, device: str) -> TrainingData:
@@ -135,4 +142,5 @@ def build_training_data(cached: CachedDataset, tc: TrainConfig, device: str) -> 
         row_vec=row_vec,
         train_mask=train_mask,
         lang_ids_all=lang_ids_all,
+        built_for=data_settings(tc, device),
     )

@@ -2,7 +2,7 @@
 validation macro-F1, every trial in one process sharing the loaded cache.
 
 Per head: a study of `tune.trials` trials (linear and v2 trials trained `tune.parallel` at a time in one
-batched pass, see multihead.py) -> the best settings trained again as a normal run folder `<out>/<head>`.
+batched pass, see multihead.py) -> the best trial's own weights as a normal run folder `<out>/<head>`.
 The k-NN scores its whole k x temperature grid from one neighbour search. Then the LogisticRegression
 baseline, optionally an ensemble of the bests, and `<out>/best`: a copy of the best run on validation.
 """
@@ -81,7 +81,7 @@ def tune(config: PipelineConfig | None = None, *, out: str | Path | None = None,
 
 
 def _tune_head(config: PipelineConfig, head: str, cached: CachedDataset, out: Path, show_progress):
-    """Optuna study for one head -> (trial rows, run folder of the best settings trained again, study)."""
+    """Optuna study for one head -> (trial rows, run folder of the best trial, study)."""
     import optuna
 
     from .search_space import space_for, suggest
@@ -99,7 +99,8 @@ def _tune_head(config: PipelineConfig, head: str, cached: CachedDataset, out: Pa
     )
     defaults = {k: getattr(head_config.train, k) for k in space if _inside(space[k], getattr(head_config.train, k))}
     study.enqueue_trial(defaults)  # the head's defaults are trial 0: tuning can only match or beat them
-    batched = head in ("linear", "v2") and config.tune.parallel > 1 and _multihead_supports(head_config, space)
+    batched = head in ("linear", "v2") and config.tune.parallel > 1 and _multihead_supports(head_config, head, space)
+    data = _training_data(head_config, head, space, cached) if batched else None  # shared by every group
     rows: list[dict] = []
     kept: dict = {}  # the best batched trial's result (its head weights), by trial number
     n = config.tune.trials
@@ -107,18 +108,19 @@ def _tune_head(config: PipelineConfig, head: str, cached: CachedDataset, out: Pa
         group = [study.ask() for _ in range(min(config.tune.parallel if batched else 1, n - len(rows)))]
         params = [suggest(t, space) for t in group]
         if batched:
-            rows += _batched_trials(head_config, head, group, params, study, cached, show_progress, kept)
+            rows += _batched_trials(head_config, head, group, params, study, cached, show_progress, kept, data)
         else:
             rows.append(_one_trial(head_config, head, group[0], params[0], study, cached, out))
     final, best = out / head, study.best_trial.number
     if best in kept:  # trained batched: the best trial's own weights become a normal run folder
         from .run_folder import write_head_run
 
-        write_head_run(final, _with_params(head_config, head, kept[best].params), cached, kept[best])
+        best_config = head_config.model_copy(update={"train": kept[best].config}, deep=True)
+        write_head_run(final, best_config, cached, kept[best], data=data)
     elif (out / "trials" / f"{head}-{best:03d}").exists():  # trained one at a time: its folder is the run
         _copy_folder(out / "trials" / f"{head}-{best:03d}", final)
     else:  # not reachable with Optuna's bookkeeping; train the best settings again rather than fail
-        best_params = study.best_trial.params | {k: v[1] for k, v in space.items() if v[0] == "fixed"}
+        best_params = study.best_trial.params | _fixed(space)
         train(_with_params(head_config, head, best_params), out=final, cached=cached, show_progress=show_progress)
     shutil.rmtree(out / "trials", ignore_errors=True)
     return rows, final, study
@@ -159,7 +161,16 @@ def _one_trial(head_config, head, trial, params, study, cached, out) -> dict:
                   "seconds": round(time.perf_counter() - t, 3)}  # fmt: skip
 
 
-def _batched_trials(head_config, head, group, params, study, cached, show_progress, kept: dict) -> list[dict]:
+def _training_data(head_config, head: str, space: dict, cached: CachedDataset):
+    """The training data view that every batched group of the head trains on (the space's fixed values set)."""
+    from .encoders import resolve_device
+    from .training_data import build_training_data
+
+    tc = _with_params(head_config, head, _fixed(space)).train
+    return build_training_data(cached, tc, resolve_device(tc.device))
+
+
+def _batched_trials(head_config, head, group, params, study, cached, show_progress, kept: dict, data) -> list[dict]:
     """Trials of one head shape trained together (multihead.train_many); pruned per epoch."""
     import optuna
 
@@ -176,7 +187,7 @@ def _batched_trials(head_config, head, group, params, study, cached, show_progre
         return stop
 
     t = time.perf_counter()
-    results = train_many(head_config, params, cached=cached, on_epoch=on_epoch, show_progress=show_progress)
+    results = train_many(head_config, params, cached=cached, on_epoch=on_epoch, show_progress=show_progress, data=data)
     seconds = round((time.perf_counter() - t) / len(group), 3)
     rows = []
     for trial, p, r in zip(group, params, results, strict=True):
@@ -189,31 +200,28 @@ def _batched_trials(head_config, head, group, params, study, cached, show_progre
             if study.best_trial.number == trial.number:
                 kept.clear()
                 kept[trial.number] = r
-            micro = getattr(r, "best_micro", None)
-            rows.append(row | {"state": "complete", "val_macro_f1": r.best_score, "val_micro_f1": micro,
+            rows.append(row | {"state": "complete", "val_macro_f1": r.best_score, "val_micro_f1": r.best_micro,
                                "best_epoch": r.best_epoch})  # fmt: skip
     return rows
 
 
 def _tune_knn(config: PipelineConfig, cached: CachedDataset, out: Path):
     """Every (k, temperature) of the k-NN space scored from one neighbour search; the best written as a run."""
-    from .knn import KnnClassifier, knn_eval, select_k_temperature
+    from .knn import knn_eval
     from .search_space import space_for
 
     space = space_for("knn", config.tune.space)
-    ks, temps = (_values(space[k]) for k in ("k", "temperature"))
+    knn_config = config.model_copy(deep=True)
+    knn_config.knn.k = knn_config.knn.temperature = None  # both chosen on validation among the space's values
     t = time.perf_counter()
-    X, y = cached.split_arrays("train")
-    clf = KnnClassifier.from_config(config.knn).fit(X, y, n_classes=len(cached.label_names))
-    Xv, yv = cached.split_arrays("validation")
-    k, temperature, table = select_k_temperature(clf, Xv, yv, ks, temps)
+    result = knn_eval(
+        knn_config, out=out / "knn", cached=cached, candidates=(_values(space["k"]), _values(space["temperature"]))
+    )
+    table = result.metrics["knn"].get("validation_search") or []
     seconds = round((time.perf_counter() - t) / max(len(table), 1), 4)
     rows = [{"head": "knn", "trial": i, "k": r["k"], "temperature": r["temperature"], "state": "complete",
              "val_macro_f1": r["macro_f1"], "val_micro_f1": r.get("micro_f1"), "seconds": seconds}
             for i, r in enumerate(table)]  # fmt: skip
-    knn_config = config.model_copy(deep=True)
-    knn_config.knn.k, knn_config.knn.temperature = k, temperature
-    knn_eval(knn_config, out=out / "knn", cached=cached)
     return rows, out / "knn"
 
 
@@ -238,15 +246,22 @@ def _inside(spec: tuple, value) -> bool:
     return spec[0] == "cat" and value in spec[1]
 
 
-def _multihead_supports(head_config: PipelineConfig, space: dict) -> bool:
+def _multihead_supports(head_config: PipelineConfig, head: str, space: dict) -> bool:
     """Whether these trials can be trained batched (else they run one by one through the trainer).
 
     Batched trials share one model shape and one data order, so every parameter the search varies
-    must be one that ``multihead`` keeps per trial (a searched ``classifier_hidden`` is not)."""
+    must be one that ``multihead`` keeps per trial (a searched ``classifier_hidden`` is not), and the
+    settings every trial gets (the config with the space's fixed values) must be ones it implements."""
     from .multihead import PER_TRIAL, unsupported_options
 
     varied = {name for name, spec in space.items() if spec[0] != "fixed"}
-    return varied <= set(PER_TRIAL) and not unsupported_options(head_config.train)
+    fixed = _with_params(head_config, head, _fixed(space)).train
+    return varied <= set(PER_TRIAL) and not unsupported_options(fixed)
+
+
+def _fixed(space: dict) -> dict:
+    """The settings the space fixes to one value (every trial gets them)."""
+    return {name: spec[1] for name, spec in space.items() if spec[0] == "fixed"}
 
 
 def _copy_folder(src: Path, dst: Path) -> None:

@@ -578,3 +578,23 @@ def test_worker_processes_give_the_same_cache_as_in_process_encoding(tmp_path):
     assert one.rows["text_hash"].to_pylist() == two.rows["text_hash"].to_pylist()
     assert len(one.store.manifest["shards"]) == len(two.store.manifest["shards"]) > 1
     np.testing.assert_allclose(all_vectors(one), all_vectors(two), atol=2e-3)
+
+
+def test_atomic_folder_replaces_whole_and_keeps_usual_permissions(tmp_path):
+    from prodcat_pipeline.atomic import atomic_folder
+
+    final = tmp_path / "run"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with atomic_folder(final) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert not (final / "new.txt").exists()  # nothing visible before success
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert final.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # not mkdtemp's owner-only 0700
+    with pytest.raises(RuntimeError), atomic_folder(final) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("killed half-way")
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert not [p for p in tmp_path.iterdir() if TMP_MARK in p.name]

@@ -164,6 +164,30 @@ def test_a_missing_part_is_encoded_and_the_existing_one_reused(two):
     assert again.encoded == 0 and again.reused == 2 * alone.unique_texts
 
 
+def test_the_dataset_is_read_and_hashed_once_for_all_encoders(two, monkeypatch):
+    import prodcat_pipeline.data as data
+    import prodcat_pipeline.embedder as embedder
+    from prodcat_pipeline import embed
+    from prodcat_pipeline.reader import load_cache
+
+    calls = {"load": 0, "hash": 0}
+
+    def counted(fn, name):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+
+        return wrapper
+
+    monkeypatch.setattr(embedder, "load_dataset", counted(embedder.load_dataset, "load"))
+    monkeypatch.setattr(data, "dataset_fingerprint", counted(data.dataset_fingerprint, "hash"))
+    embed(two.config())
+    assert calls["load"] == 1 and two.encoded("minilm") > 0 and two.encoded("use-multilingual") > 0
+    calls["hash"] = 0
+    load_cache(two.config())
+    assert calls["hash"] == 1
+
+
 def test_bad_lists_are_refused(two):
     with pytest.raises(ProdcatError, match="3 weights for 2 encoders"):
         load_config(overrides={"encoder.model": MODELS, "encoder.weights": "1,2,3"})

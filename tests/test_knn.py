@@ -130,6 +130,29 @@ def test_knn_eval_chooses_on_validation_and_keeps_what_is_set(world):
     assert "validation_search" not in m
 
 
+def test_a_set_k_above_the_train_size_is_reported_as_set(world):
+    cfg = world.config()
+    cfg.knn.k = 5000  # more than the train split has rows: the search caps its candidates, the report does not
+    m = knn_eval(cfg, out=world.tmp / "big").metrics["knn"]
+    assert (m["k"], m["k_chosen_by"], m["temperature_chosen_by"]) == (5000, "set", "validation")
+    cfg.knn.temperature = 0.05
+    both = knn_eval(cfg, out=world.tmp / "both").metrics
+    assert (both["knn"]["k"], both["knn"]["k_chosen_by"]) == (5000, "set")
+
+
+def test_a_knn_run_with_a_bad_knn_json_fails_before_opening_the_cache(world, monkeypatch):
+    from prodcat_pipeline import reader
+    from prodcat_pipeline.models import open_run
+
+    out = world.tmp / "knn"
+    knn_eval(world.config(), out=out)
+    doc = json.loads((out / "knn.json").read_text())
+    (out / "knn.json").write_text(json.dumps({**doc, "format": 2}))
+    monkeypatch.setattr(reader, "load_cache", lambda *a, **k: pytest.fail("opened the cache"))
+    with pytest.raises(ProdcatError, match="not a prodcat k-NN file"):
+        open_run(out)
+
+
 def test_knn_eval_without_validation_falls_back(world):
     cols = dict(world.columns, split=["test" if s == "validation" else s for s in world.columns["split"]])
     cfg = world.config(data=write_parquet(world.tmp / "noval" / "products.parquet", cols))

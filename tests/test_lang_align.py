@@ -125,3 +125,48 @@ def test_without_lang_align_checkpoints_keep_their_old_shape(tmp_path):
     head = build_head("v2", 4, 2, args)
     assert "transform.lang_maps" not in head.state_dict()
     assert not head.transform.needs_languages
+
+
+def test_identity_maps_skip_the_product_and_give_the_same_rows():
+    """The pivot and languages with too few pairs keep the identity: their rows are only normalised (x @ I
+    == x, bit for bit), and the identity flags follow the maps when they are changed or loaded."""
+    from prodcat_pipeline.heads import InputTransform
+
+    def by_hand(maps, x, lang):
+        out = x.clone()
+        for i in range(len(maps)):
+            out[lang == i] = torch.nn.functional.normalize(x[lang == i] @ maps[i], dim=1)
+        return out
+
+    torch.manual_seed(0)
+    t = InputTransform(16, n_aligned=4)
+    with torch.no_grad():
+        t.lang_maps[1] += 0.1 * torch.randn(16, 16)
+    x, lang = torch.randn(64, 16), torch.randint(-1, 4, (64,))
+    assert torch.equal(t.align(x, lang), by_hand(t.lang_maps, x, lang))
+    with torch.no_grad():
+        t.lang_maps[3] += 0.1 * torch.randn(16, 16)  # changed in place: no longer the identity
+    assert torch.equal(t.align(x, lang), by_hand(t.lang_maps, x, lang))
+    loaded = InputTransform(16, n_aligned=4)
+    loaded.align(x, lang)  # flags worked out for its identity maps, then the fitted maps are loaded
+    loaded.load_state_dict(t.state_dict())
+    assert torch.equal(loaded.align(x, lang), by_hand(t.lang_maps, x, lang))
+    assert loaded._identity_maps()[0] == [True, False, True, False]
+
+
+def test_lang_align_trains_and_evaluates_under_amp(aligned_run, tmp_path):
+    """Under autocast the mapped rows come out of the product in bf16; they are stored back as float32 (it
+    failed: 'Index put requires the source and destination dtypes match')."""
+    from prodcat_pipeline import train
+    from prodcat_pipeline.heads import InputTransform
+
+    _, cfg = aligned_run
+    cfg.train.amp = True
+    result = train(cfg, out=tmp_path / "amp")
+    assert result.epochs_run == 2 and 0.0 <= result.metrics["validation"]["macro_f1"] <= 1.0
+    t = InputTransform(8, n_aligned=2)
+    with torch.no_grad():
+        t.lang_maps[1] += 0.1
+    x = torch.randn(6, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert t(x, torch.tensor([0, 1, -1, 1, 0, 1])).dtype == torch.float32

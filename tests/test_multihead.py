@@ -87,6 +87,12 @@ def test_adamw_with_a_rate_per_trial_matches_torch_adamw():
             torch.testing.assert_close(stacked.params[name][t], p.detach(), rtol=1e-5, atol=1e-7, msg=name)
 
 
+def test_adamw_step_counts_live_with_the_parameters():
+    """torch's fused AdamW reads the step counts on the parameters' device (CUDA parameters: CUDA counts)."""
+    params = {"w": torch.zeros(2, 3, device="meta"), "b": torch.zeros(2, device="meta")}
+    assert [s.device.type for s in StackedAdamW(params).steps] == ["meta", "meta"]
+
+
 def test_dropout_masks_per_trial():
     torch.manual_seed(0)
     mask = _dropout_mask(np.array([0.0, 0.25, 0.5]), torch.empty(3, 64, 512))
@@ -201,6 +207,83 @@ def test_group_checks(world):
         train_many(world.config(head="v3"), [{}], cached=cached)
     with pytest.raises(ProdcatError, match="one bool per trial"):
         train_many(cfg, [{}, {}], cached=cached, on_epoch=lambda e, s: [True])
+    with pytest.raises(ProdcatError, match="share train.device"):  # one group trains on one device
+        train_many(cfg, [{}, {"device": "cuda"}], cached=cached)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where CUDA is absent")
+def test_train_device_is_honoured_like_train(world):
+    """train.device reaches the batched trials (it was ignored: they trained on the CPU whatever it said)."""
+    from prodcat_pipeline import train
+
+    cfg = world.config(head="linear", epochs=1, device="cuda")
+    cached = cached_of(cfg)
+    with pytest.raises(ProdcatError) as normal:
+        train(cfg, out=world.tmp / "normal", cached=cached)
+    with pytest.raises(ProdcatError) as many:
+        train_many(cfg, [{}, {"lr": 0.1}], cached=cached)
+    assert str(many.value) == str(normal.value) and "CUDA is not available" in str(many.value)
+
+
+def test_a_shared_training_data_view_gives_the_same_trials(world, monkeypatch):
+    """tune builds the training data once per head and passes it to every group: same results, and the
+    input transform is fitted once; data built for other settings is refused."""
+    import prodcat_pipeline.trainer as trainer
+    from prodcat_pipeline.training_data import build_training_data
+
+    cfg = world.config(head="v2", epochs=2, lang_centering=True, classifier_dropout=0.1)
+    cached = cached_of(cfg)
+    trials = [{}, {"lr": 3e-3, "label_smoothing": 0.1}]
+    alone = train_many(cfg, trials, cached=cached)
+    fits, fit = [], trainer._fit_input_transform
+    monkeypatch.setattr(trainer, "_fit_input_transform", lambda *a: fits.append(1) or fit(*a))
+    data = build_training_data(cached, cfg.for_head().train, "cpu")
+    for _ in range(2):
+        shared = train_many(cfg, trials, cached=cached, data=data)
+        for a, b in zip(alone, shared, strict=True):
+            assert [h["val_macro_f1"] for h in a.history] == [h["val_macro_f1"] for h in b.history]
+            assert all(torch.equal(a.head_state[k], b.head_state[k]) for k in a.head_state)
+    assert len(fits) == 1
+    with pytest.raises(ProdcatError, match="other settings"):
+        train_many(world.config(head="v2", epochs=1, lang_class_weights=True), [{}], cached=cached, data=data)
+
+
+def test_a_trial_written_as_a_run_is_what_train_writes(world, monkeypatch):
+    """run_folder.write_head_run: the checkpoint metadata of `train`, best.pt's loop state as `train` saves
+    it (at the best epoch), train_seconds the training passes alone, evaluated under train.amp's autocast."""
+    import types
+
+    import prodcat_pipeline.inference as inference
+    import prodcat_pipeline.multihead as multihead
+    from prodcat_pipeline import train
+    from prodcat_pipeline.checkpoint import read_checkpoint
+    from prodcat_pipeline.run_folder import write_head_run
+
+    cfg = world.config(head="linear", epochs=3, lr=0.05, amp=True)
+    cached = cached_of(cfg)
+    normal = train(cfg, out=world.tmp / "normal", cached=cached)
+    clock = iter(range(1000))  # every epoch: 1 s of training and 1 s of evaluation for the group
+    monkeypatch.setattr(multihead, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    r = train_many(cfg, [{}, {"lr": 0.01}], cached=cached)[0]
+    assert [h["seconds"] for h in r.history] == [0.5, 0.5, 0.5] and r.seconds == 3.0  # 2 trials share the group
+    amp = []
+    evaluate = inference.evaluate_head
+    monkeypatch.setattr(
+        inference, "evaluate_head", lambda *a, **kw: amp.append(kw.get("amp_dtype")) or evaluate(*a, **kw)
+    )
+    metrics = write_head_run(world.tmp / "trial", cfg.for_head(), cached, r)
+    assert amp == [torch.bfloat16, torch.bfloat16]  # validation and test, as `train` evaluates them
+    assert metrics["train_seconds"] == 1.5  # the training passes, not the evaluations
+    timing = {"first_step_seconds", "first_step_at", "wall_seconds"}
+    assert set(metrics) == (set(normal.metrics) - timing) | {"trained"}
+    ours, theirs = read_checkpoint(world.tmp / "trial" / "best.pt"), read_checkpoint(world.tmp / "normal" / "best.pt")
+    assert {k: v for k, v in ours.items() if k not in ("head_state", "state")} == {
+        k: v for k, v in theirs.items() if k not in ("head_state", "state")
+    }
+    state = ours["state"]
+    assert state["epoch"] == state["best_epoch"] == r.best_epoch and state["bad_epochs"] == 0
+    assert state["history"] == r.history[: r.best_epoch] and state["best_score"] == r.best_score
+    assert set(state) == set(theirs["state"])
 
 
 @pytest.mark.parametrize("options", [{"lang_centering": True}, {"lang_align": True, "lang_centering": True}])

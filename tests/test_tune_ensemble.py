@@ -198,6 +198,25 @@ def test_tune_searching_a_shape_parameter_trains_trials_one_by_one(world):
     assert str(run["train"]["classifier_hidden"]) == best["classifier_hidden"]
 
 
+def test_tune_space_fixing_a_setting_batching_lacks_trains_one_by_one(world):
+    """A fixed value of tune.space counts like the config's own: grad_accum=2 (which `train` has and batched
+    trials have not) sends the trials through the trainer instead of failing inside the batched pass."""
+    from prodcat_pipeline.config import TrainConfig, load_config
+    from prodcat_pipeline.multihead import unsupported_options
+    from prodcat_pipeline.tune import tune
+
+    assert unsupported_options(TrainConfig(head="linear", grad_accum=2)) == ["grad_accum"]
+    cfg = load_config(overrides={"data.path": str(world.data), "cache.dir": str(world.cache_dir),
+                                 "train.batch_size": 32, "train.lang_min_samples": 3, "tune.heads": "linear",
+                                 "tune.trials": 2, "tune.parallel": 4,
+                                 "tune.space": {"linear": {"epochs": 2, "grad_accum": 2}}})  # fmt: skip
+    tune(cfg, out=world.tmp / "tune")
+    rows = list(csv.DictReader(open(world.tmp / "tune" / "trials.csv")))
+    assert len(rows) == 2 and {r["state"] for r in rows} == {"complete"} and {r["grad_accum"] for r in rows} == {"2"}
+    run = yaml.safe_load((world.tmp / "tune" / "linear" / "config.yaml").read_text())
+    assert run["train"]["grad_accum"] == 2
+
+
 def test_tune_needs_a_validation_split(world, tmp_path):
     from test_train import write_parquet
 

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     from prodcat_pipeline.cache import open_cache
     from prodcat_pipeline.config import load_config
     from prodcat_pipeline.knn import knn_eval
-    from prodcat_pipeline.tune import tune
+    from prodcat_pipeline.tuner import tune
 
     seeds = [int(s) for s in args.seeds.split(",")]
     summary = Path(args.out).with_suffix(".json")  # bench/out/tune_real.json by default

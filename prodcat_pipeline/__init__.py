@@ -13,6 +13,10 @@ __all__ = [
     "train",
     "knn_eval",
     "predict",
+    "predict_file",
+    "Classifier",
+    "evaluate",
+    "export_model",
     "run",
     "tune",
     "ensemble",
@@ -28,14 +32,19 @@ _LAZY = {
     "train": ".trainer",
     "knn_eval": ".knn",
     "predict": ".predictor",
+    "predict_file": ".predictor",
+    "Classifier": ".classifier",
+    "evaluate": ".evaluation",
+    "export_model": ".export",
     "run": ".pipeline",
-    "tune": ".tune",
-    "ensemble": ".ensemble",
+    "tune": ".tuner",
+    "ensemble": ".ensembles",
     "open_run": ".models",
     "ProdcatError": ".errors",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .classifier import Classifier
     from .config import load_config
     from .data import load_dataset
     from .embedder import embed

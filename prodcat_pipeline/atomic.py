@@ -23,6 +23,7 @@ def atomic_path(final: str | os.PathLike):
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only: the file gets what open() would give
         os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):
@@ -63,10 +64,21 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     return n
 
 
+_UMASK: int | None = None
+
+
+def give_normal_permissions(path: str | os.PathLike) -> None:
+    """The mode open() would have given the file (for files that libraries create owner-only)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
-    os.umask(mask)
-    return mask
+    """The process umask, read once (reading it means setting it, so it is not read again per file)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
 
 
 @contextmanager

@@ -17,7 +17,9 @@ def checkpoint_meta(config, cached: CachedDataset, head_args: dict, languages: l
     tc = config.train
     meta = {"format": CHECKPOINT_FORMAT, "head": tc.head, "head_args": head_args, "dim": cached.dim}
     meta |= {"config": config.model_dump(mode="json"), "cache_key": cached.key, "encoder": cached.encoder}
-    return meta | {"label_names": cached.label_names, "languages": languages}
+    from .provenance import command_line
+
+    return meta | {"label_names": cached.label_names, "languages": languages, "command": command_line()}
 
 
 def save_checkpoint(path: Path, ckpt: dict) -> None:
@@ -39,7 +41,7 @@ def read_checkpoint(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(exc))
         if found:  # a pickled object or function: loading it could run code
             raise ProdcatError(
                 f"refusing checkpoint {path}: it holds a Python object ({found.group(1)}), not just tensors and "

@@ -157,6 +157,7 @@ class TrainConfig(_Section):
     lang_top_k: int = _f(10, "Languages shown in the printed tables.", "Languages", ge=0)
     no_lang_metrics: bool = _f(False, "Skip per-language metrics.", "Languages")
     save_every: int = _f(0, "Keep a checkpoint every N epochs (0 = only best and last).", "Checkpoints", ge=0)
+    keep: int = _f(3, "Epoch checkpoints of --save-every kept, newest first (0 = all).", "Checkpoints", ge=0)
     init_from: str | None = _f(None, "Start from this run folder's best head (fine-tune).", "Checkpoints")
     teacher: str | None = _f(None, "Run folder whose logits regularise this run (KL).", "Checkpoints")
     kl_weight: float = _f(0.0, "Weight of the KL term towards --teacher.", "Checkpoints", ge=0)

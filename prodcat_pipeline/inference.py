@@ -33,6 +33,18 @@ def predict_logits(head, X: np.ndarray, lang_ids: np.ndarray | None, device: str
     return out
 
 
+def autocast_dtype(tc, device: str):
+    """The autocast dtype `train` trains and evaluates under: None (train.amp off), bf16, or fp16 on CUDA
+    without bf16."""
+    import torch
+
+    if not tc.amp:
+        return None
+    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(1, keepdims=True)
     e = np.exp(z)

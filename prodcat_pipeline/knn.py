@@ -257,18 +257,23 @@ def knn_eval(
     cached=None,
     show_progress: bool | None = None,
     candidates: tuple[list, list] | None = None,
+    overwrite: bool = False,
 ) -> KnnResult:
     """Fit FAISS k-NN on the train split's cached vectors, choose k and T on validation (unless set; among
     `candidates` = (ks, temperatures) when given), evaluate validation and test; write metrics.json and
-    knn.json (what load_knn rebuilds the classifier from). metrics["knn"]["validation_search"] holds the
-    score of every (k, T) tried."""
+    knn.json (what load_knn rebuilds the classifier from) into `out` (a folder holding a run is refused unless
+    `overwrite`). metrics["knn"]["validation_search"] holds the score of every (k, T) tried."""
     from .atomic import write_json_atomic
     from .cache import TRAINING_COLUMNS, open_cache
     from .config import load_config
     from .metrics import classification_metrics
+    from .provenance import command_line
 
     config = config or load_config()
     out = Path(out or Path(config.out) / "knn")
+    from .run_dirs import prepare_run_folder
+
+    prepare_run_folder(out, overwrite=overwrite)
     if cached is None:
         cached, _ = open_cache(config, columns=TRAINING_COLUMNS, show_progress=show_progress)
     X_train, y_train = cached.split_arrays("train")
@@ -304,6 +309,7 @@ def knn_eval(
         search_seconds=round(search_seconds, 3),
         knn={**kc.model_dump(), **chosen, **({"validation_search": table} if table else {})},
         label_names=cached.label_names,
+        command=command_line(),
     )
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "metrics.json", metrics)

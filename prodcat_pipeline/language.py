@@ -13,10 +13,10 @@ ISO_639_1 = frozenset(
 )
 
 
-def detect_languages(texts):
-    """ISO 639-1 code per title (a pyarrow string array), detected once per distinct title with py3langid."""
+def detect_languages(texts, only: list[str] | None = None):
+    """ISO 639-1 code per title (a pyarrow string array), detected once per distinct title with py3langid;
+    with `only`, chosen among those languages (a model's training languages: what it can use)."""
     import numpy as np
-    import py3langid
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -24,8 +24,25 @@ def detect_languages(texts):
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     uniques = encoded.dictionary.to_pylist()
-    codes = np.array([py3langid.classify(t)[0] for t in uniques], dtype=object)
+    identifier = _identifier(tuple(sorted(set(only))) if only else None)
+    codes = np.array([identifier.classify(t)[0] for t in uniques], dtype=object)
     return pa.array(codes[encoded.indices.to_numpy()], pa.string())
+
+
+_IDENTIFIERS: dict = {}
+
+
+def _identifier(only: tuple[str, ...] | None):
+    """py3langid's identifier, restricted to the languages of `only` it knows (all when fewer than two)."""
+    if only not in _IDENTIFIERS:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
+        known = [c for c in only or () if c in set(identifier.nb_classes)]
+        if len(known) >= 2:
+            identifier.set_languages(known)
+        _IDENTIFIERS[only] = identifier
+    return _IDENTIFIERS[only]
 
 
 def language_code(code: str, where: str) -> str:

@@ -24,7 +24,7 @@ PER_TRIAL = (
     "lr", "weight_decay", "classifier_dropout", "label_smoothing", "epochs", "early_stopping_patience",
     "lr_schedule", "lr_warmup_steps", "lr_min_scale", "lr_decay",
 )  # fmt: skip
-IGNORED = ("save_every", "lang_min_samples", "lang_top_k", "no_lang_metrics")  # no effect on training
+IGNORED = ("save_every", "keep", "lang_min_samples", "lang_top_k", "no_lang_metrics")  # no effect on training
 
 
 @dataclass

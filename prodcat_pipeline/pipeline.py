@@ -21,11 +21,14 @@ class RunResult:
     encoded: int
 
 
-def run(config: PipelineConfig | None = None, *, show_progress: bool | None = None) -> RunResult:
+def run(
+    config: PipelineConfig | None = None, *, show_progress: bool | None = None, overwrite: bool = False
+) -> RunResult:
     """Embed (only what is not cached), train each head in `config.heads`, run k-NN and the LogisticRegression
     baseline, compare on one table.
 
-    Writes `<out>/<head>/metrics.json` per head and `<out>/comparison.json`, `comparison.md`, `comparison.png`.
+    Writes `<out>/<head>/metrics.json` per head and `<out>/comparison.json`, `comparison.md`, `comparison.png`;
+    an `out` that already holds results is refused unless `overwrite` (which clears it first).
     """
     from .config import load_config
     from .embedder import embed
@@ -35,15 +38,20 @@ def run(config: PipelineConfig | None = None, *, show_progress: bool | None = No
     config = config or load_config()
     out = Path(config.out)
     head_configs = {head: config.for_head(head) for head in config.heads}  # bad settings fail before any work
+    from .run_dirs import prepare_run_folder
+
+    prepare_run_folder(out, overwrite=overwrite)
     t = time.perf_counter()
     embedded = embed(config, show_progress=show_progress)
     embed_seconds = time.perf_counter() - t
     results = []
     for head in config.heads:
-        result = train(head_configs[head], out=out / head, cached=embedded.cached, show_progress=show_progress)
+        result = train(
+            head_configs[head], out=out / head, cached=embedded.cached, show_progress=show_progress, overwrite=True
+        )
         results.append(result.metrics)
     if config.run_knn:
-        results.append(knn_eval(config, out=out / "knn", cached=embedded.cached).metrics)
+        results.append(knn_eval(config, out=out / "knn", cached=embedded.cached, overwrite=True).metrics)
     if config.run_logreg:  # the baseline row: do the heads earn their keep?
         from .baselines import logistic_regression
 

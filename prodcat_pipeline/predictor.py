@@ -1,108 +1,170 @@
-"""`prodcat predict`: classify new titles with a trained run (its encoder, its best checkpoint)."""
+"""`prodcat predict`: classify a file (or stdin) of titles, streamed in batches, one output row per input row
+in input order, joined back to the input by its id and kept columns."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .classifier import Classifier, topk_rows
 from .errors import ProdcatError
+from .predict_io import InputSpec, PredictionWriter, count_rows, output_format, read_batches
+
+OUTPUT_FIELDS = ("text", "label", "probability", "top_k", "language", "reason")  # a kept column so named: input_<name>
+
+
+@dataclass
+class PredictResult:
+    rows: int
+    predicted: int  # rows with a label
+    abstained: int  # rows below --threshold
+    skipped: int  # rows without a usable title
+    encoded: int  # titles encoded (the rest were read from the cache)
+    output: str
+
+
+def predict_file(
+    model: str | Path | Classifier,
+    spec: InputSpec,
+    output: str = "-",
+    *,
+    fmt: str | None = None,
+    top_k: int = 3,
+    threshold: float | None = None,
+    batch_rows: int = 8192,
+    device: str | None = None,
+    show_progress: bool | None = None,
+) -> PredictResult:
+    """Classify every row of `spec.source` with `model` (a Classifier, model or run folder) into `output`.
+
+    Each output row holds the carried columns, text, label, probability, top_k, the language used (for a
+    language-aware head) and a reason when it has no label (empty or unreadable title, below `threshold`).
+    """
+    from .progress import progress_bar
+
+    fmt = output_format(output, fmt)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ProdcatError(f"--threshold must be a probability between 0 and 1, got {threshold}")
+    clf = model if isinstance(model, Classifier) else Classifier.from_pretrained(model, device=device)
+    batches = read_batches(spec, batch_rows)  # a missing file or column fails here, before any output exists
+    first = next(batches, None)
+    totals = {"rows": 0, "predicted": 0, "abstained": 0, "skipped": 0}
+    with _open_output(output, fmt) as target, PredictionWriter(target, fmt) as writer:
+        with progress_bar(count_rows(spec), "predict", "rows", show_progress) as advance:
+            for batch in _chain(first, batches):
+                rows = _predict_batch(clf, batch, top_k, threshold, totals)
+                writer.write(rows)
+                advance(len(rows))
+    return PredictResult(totals["rows"], totals["predicted"], totals["abstained"], totals["skipped"],
+                         clf.vectorizer.encoded, output)  # fmt: skip
+
+
+def _chain(first, rest):
+    if first is not None:
+        yield first
+        yield from rest
+
+
+def _predict_batch(clf: Classifier, batch, top_k: int, threshold: float | None, totals: dict) -> list[dict]:
+    titles = batch.titles
+    reasons = list(batch.reasons)
+    usable = [i for i, t in enumerate(titles) if t is not None and t.strip()]
+    for i, t in enumerate(titles):
+        if t is not None and not t.strip():
+            reasons[i] = "empty title"
+    proba = np.zeros((len(titles), len(clf.classes_)))
+    langs: list = [None] * len(titles)
+    if usable:
+        given = [batch.languages[i] for i in usable] if batch.languages is not None else None
+        if clf.needs_languages:
+            missing = [j for j, v in enumerate(given or [None] * len(usable)) if not v]
+            detected = clf.detect_languages([titles[usable[j]] for j in missing]) if missing else []
+            given = list(given or [None] * len(usable))
+            for j, code in zip(missing, detected, strict=True):
+                given[j] = code
+        proba[usable] = clf.predict_proba([titles[i] for i in usable], given)
+        for j, i in enumerate(usable):
+            langs[i] = given[j] if given is not None else None
+    tops = topk_rows(proba, clf.classes_, top_k)
+    rows = []
+    carried = {c: f"input_{c}" if c in OUTPUT_FIELDS else c for c in batch.carry}
+    for i, title in enumerate(titles):
+        row = {name: batch.carry[c][i] for c, name in carried.items()}
+        row["text"] = title
+        best = tops[i][0] if tops[i] else None
+        label = best[0] if best else None
+        if best and threshold is not None and best[1] < threshold:
+            label, reasons[i] = None, f"below threshold {threshold:g}"
+        row |= {"label": label, "probability": best[1] if best else None,
+                "top_k": [{"label": lab, "probability": p} for lab, p in tops[i]]}  # fmt: skip
+        if clf.needs_languages:
+            row["language"] = langs[i]
+        row["reason"] = reasons[i]
+        rows.append(row)
+    totals["rows"] += len(rows)
+    totals["predicted"] += sum(r["label"] is not None for r in rows)
+    totals["skipped"] += len(titles) - len(usable)
+    totals["abstained"] += sum(1 for i in usable if rows[i]["label"] is None)
+    return rows
+
+
+class _open_output:  # noqa: N801 - a context manager used like open()
+    """stdout, or a temporary file beside `output` renamed onto it only when everything was written."""
+
+    def __init__(self, output: str, fmt: str):
+        self.output, self.fmt, self._atomic = output, fmt, None
+
+    def __enter__(self):
+        from .atomic import atomic_path
+
+        if self.output == "-":
+            return sys.stdout
+        path = Path(self.output)
+        if path.is_dir():
+            raise ProdcatError(f"--output {path} is a folder: give a file name such as {path}/predictions.jsonl")
+        self._atomic = atomic_path(path)
+        tmp = self._atomic.__enter__()
+        self._fh = str(tmp) if self.fmt == "parquet" else open(tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        return self._fh
+
+    def __exit__(self, *exc):
+        if self._atomic is None:
+            sys.stdout.flush()
+            return False
+        if not isinstance(self._fh, str):
+            self._fh.close()
+        return self._atomic.__exit__(*exc)
 
 
 class Predictor:
-    """A run ready to classify raw titles: loads the run's encoder(s) and its model (a head's best checkpoint,
-    a k-NN or an ensemble) once.
+    """A run or exported model answering with one dict per title (text, label, probability, top_k): the
+    dict-shaped face of `Classifier`.
 
     Example:
-        >>> p = Predictor("runs/pipeline/v2")
-        >>> p.predict(["Damen Laufschuhe schwarz Gr. 39"], top_k=3)[0]["label"]
+        >>> Predictor("runs/sample/v2").predict(["Damen Laufschuhe schwarz Gr. 39"], top_k=3)[0]["label"]
     """
 
     def __init__(self, run: str | Path, *, device: str | None = None, batch_size: int | None = None):
-        from .combined import check_encoders, load_encoders
-        from .encoders import resolve_device
-        from .models import open_run
-
-        self.device = resolve_device(device)
-        self.model = open_run(run, device=self.device)
-        check_encoders(self.model.encoder)  # each encoder of a combined cache too
-        self.config = self.model.config
-        self.batch_size = batch_size or self.config.encoder.batch_size
-        self.encoders = load_encoders(self.config, self.device, self.model.encoder)  # one per listed encoder
-        self.label_names = self.model.label_names
+        self.classifier = Classifier.from_pretrained(run, device=device, batch_size=batch_size)
+        self.model, self.config = self.classifier.model, self.classifier.model.config
+        self.label_names = list(self.classifier.classes_)
 
     def predict(self, titles: list[str], *, top_k: int = 3, languages: list[str] | None = None) -> list[dict]:
-        import pyarrow as pa
-
-        from .combined import encode_titles
-        from .text import preprocess_texts
-
-        if not titles:
-            return []
-        # preprocessed, rounded through the cache dtype (and combined) as the cache holds them: what training saw
-        X = encode_titles(self.config, self.encoders, titles, batch_size=self.batch_size)
-        if self.model.needs_languages and languages is None:
-            from .language import detect_languages
-
-            languages = detect_languages(preprocess_texts(pa.array(titles, pa.string()))).to_pylist()
-        probs = self.model.proba(X, languages)
-        k = max(1, min(top_k, probs.shape[1]))
-        top = np.argsort(-probs, axis=1)[:, :k]
-        return [
-            {
-                "text": t,
-                "label": self.label_names[top[i, 0]],
-                "probability": float(probs[i, top[i, 0]]),
-                "top_k": [{"label": self.label_names[j], "probability": float(probs[i, j])} for j in top[i]],
-            }
-            for i, t in enumerate(titles)
-        ]
-
-
-def read_titles(source: str, text_column: str = "text") -> list[str]:
-    """Titles from '-' (stdin, one per line), a .txt file (one per line) or a CSV/Parquet/JSONL file."""
-    if source == "-":
-        return [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    path = Path(source)
-    if not path.exists():
-        raise ProdcatError(f"input file not found: {source}")
-    if path.suffix.lower() in (".parquet", ".pq", ".csv", ".tsv", ".jsonl", ".json"):
-        from .data import _read_table
-
-        table = _read_table(path)
-        if text_column not in table.column_names:
-            raise ProdcatError(
-                f"{source} has no text column '{text_column}' (columns found: {', '.join(table.column_names)}); "
-                "pick another with --text-column"
-            )
-        return ["" if t is None else str(t) for t in table[text_column].to_pylist()]
-    try:
-        return [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError as exc:
-        raise ProdcatError(f"{source} is not UTF-8 text: {exc.reason}") from exc
-
-
-def write_predictions(rows: list[dict], out, fmt: str = "jsonl") -> None:
-    """JSONL (one object per title) or CSV (text, label, probability, top_k as label:prob;...)."""
-    import csv
-    import json
-
-    if fmt == "jsonl":
-        for r in rows:
-            out.write(json.dumps(r, ensure_ascii=False) + "\n")
-    elif fmt == "csv":
-        w = csv.writer(out)
-        w.writerow(["text", "label", "probability", "top_k"])
-        for r in rows:
-            top = ";".join(f"{t['label']}:{t['probability']:.4f}" for t in r["top_k"])
-            w.writerow([r["text"], r["label"], f"{r['probability']:.6f}", top])
-    else:
-        raise ProdcatError(f"unknown output format '{fmt}': jsonl or csv")
+        proba = self.classifier.predict_proba(list(titles), languages)
+        rows = []
+        for title, top in zip(titles, topk_rows(proba, self.classifier.classes_, top_k), strict=True):
+            best = top[0] if top else (None, None)
+            rows.append({"text": title, "label": best[0], "probability": best[1],
+                         "top_k": [{"label": lab, "probability": p} for lab, p in top]})  # fmt: skip
+        return rows
 
 
 def predict(titles, run: str | Path, *, top_k: int = 3, device: str | None = None, batch_size: int | None = None):
-    """Classify `titles` (a list of strings or a file path) with the run at `run`; returns one dict per title."""
+    """Classify `titles` (a list of strings, or a file of them as `prodcat predict --input` reads it) with the
+    model or run at `run`; returns one dict per title."""
     if isinstance(titles, (str, Path)):
-        titles = read_titles(str(titles))
+        titles = [t or "" for batch in read_batches(InputSpec(str(titles))) for t in batch.titles]
     return Predictor(run, device=device, batch_size=batch_size).predict(list(titles), top_k=top_k)

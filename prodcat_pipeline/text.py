@@ -19,6 +19,19 @@ def preprocess_texts(texts: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.
     return pc.replace_substring_regex(pc.utf8_trim_whitespace(texts), r"[\s\p{Z}\x0b]+", " ")
 
 
+def string_array(texts: list[str]) -> pa.Array:
+    """A pyarrow string array of Python strings, built from raw buffers: the same array as
+    pa.array(texts, pa.string()) without the pandas import (~0.3 s) pyarrow's list conversion starts."""
+    import numpy as np
+
+    data = [t.encode("utf-8") for t in texts]
+    offsets = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    kind = pa.string() if offsets[-1] < 2**31 else pa.large_string()
+    offsets = offsets.astype(np.int32) if kind == pa.string() else offsets
+    return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
 def text_hashes(texts: list[str]) -> list[str]:
     """The cache's key of each (preprocessed) title: 128-bit BLAKE2b, hex."""
     return [hashlib.blake2b(t.encode("utf-8"), digest_size=16).hexdigest() for t in texts]

@@ -17,9 +17,10 @@ from .cache import TRAINING_COLUMNS, open_cache
 from .checkpoint import check_compatible, checkpoint_meta, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import PipelineConfig, TrainConfig
 from .heads import build_head, head_args
-from .inference import evaluate_head, predict_logits
+from .inference import autocast_dtype, evaluate_head, predict_logits
 from .progress import progress_bar
 from .reader import CachedDataset
+from .run_dirs import prepare_run_folder, prune_epoch_checkpoints
 from .sampling import LanguageSampler, pair_with_cluster_mates
 from .training_data import TrainingData, build_training_data
 
@@ -43,12 +44,14 @@ def train(
     *,
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     cached: CachedDataset | None = None,
     show_progress: bool | None = None,
     on_epoch=None,
 ) -> TrainResult:
     """Train `config.train.head` on the cached vectors of `config.data`; write checkpoints, metrics.json and
-    config.yaml into `out` (default `<config.out>/<head>`). `on_epoch(record)` is called after each epoch with
+    config.yaml into `out` (default `<config.out>/<head>`; a folder holding a run is refused unless `resume`
+    continues it or `overwrite` clears it). `on_epoch(record)` is called after each epoch with
     its history record (epoch, loss, val_macro_f1, ...); an exception it raises stops training (tune's pruning).
 
     Example:
@@ -64,6 +67,7 @@ def train(
     config = (config or load_config()).for_head()  # fills the head's defaults into fields not set
     tc: TrainConfig = config.train
     out = Path(out or Path(config.out) / tc.head)
+    prepare_run_folder(out, overwrite=overwrite, resume=resume)  # before any work: a refusal costs nothing
     cache_built = False
     if cached is None:
         cached, cache_built = open_cache(config, columns=TRAINING_COLUMNS, show_progress=show_progress)
@@ -75,7 +79,6 @@ def train(
         data.teacher = _teacher_logits(tc.teacher, data, device)
     optimizer, scheduler, scaler, amp_dtype = _optimizer(head, tc, data.n_rows, device)
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
-    out.mkdir(parents=True, exist_ok=True)
     if resume:
         state = _resume(out, cached, config, args, head, optimizer, scheduler, scaler)
 
@@ -122,6 +125,7 @@ def train(
             state["bad_epochs"] += 1
         if tc.save_every and epoch % tc.save_every == 0:
             save(f"epoch_{epoch:03d}")
+            prune_epoch_checkpoints(out, tc.keep)
         save("last", with_optimizer=True)
         if tc.early_stopping_patience and state["bad_epochs"] >= tc.early_stopping_patience:
             log.info("early stop: no validation macro-F1 gain for %d epochs", state["bad_epochs"])
@@ -157,6 +161,8 @@ def _write_results(out: Path, config, cached, state: dict, metrics: dict, timing
 def run_summary(tc: TrainConfig, cached: CachedDataset, state: dict, timing: dict | None = None) -> dict:
     """What metrics.json says besides the evaluated splits: the run's head, cache and data, its loop `state`
     (epoch, best_epoch, history whose `seconds` are training passes) and `timing` (`train` and run_folder)."""
+    from .provenance import command_line
+
     summary = {"head": tc.head, "encoder": cached.encoder.get("name"), "cache_key": cached.key}
     summary |= {
         "dataset": cached.dataset.get("source"),
@@ -165,7 +171,7 @@ def run_summary(tc: TrainConfig, cached: CachedDataset, state: dict, timing: dic
     }
     summary |= {"train_seconds": round(sum(h["seconds"] for h in state["history"]), 3)} | (timing or {})
     return summary | {"history": state["history"], "label_names": cached.label_names,
-                      "config": tc.model_dump(mode="json")}  # fmt: skip
+                      "config": tc.model_dump(mode="json"), "command": command_line()}  # fmt: skip
 
 
 # ---------------------------------------------------------------- one epoch
@@ -300,18 +306,6 @@ def _teacher_logits(run: str, data: TrainingData, device: str):
 
     teacher = head_from_checkpoint(load_checkpoint(run, data.cached), device)
     return torch.from_numpy(predict_logits(teacher, data.train_vectors(), data.lang_np, device)).to(device)
-
-
-def autocast_dtype(tc: TrainConfig, device: str):
-    """The autocast dtype `train` trains and evaluates under: None (train.amp off), bf16, or fp16 on CUDA
-    without bf16."""
-    import torch
-
-    if not tc.amp:
-        return None
-    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
 
 
 def _optimizer(head, tc: TrainConfig, n_rows: int, device: str):

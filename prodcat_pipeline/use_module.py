@@ -7,10 +7,8 @@ from typing import Any
 
 import torch
 
-try:
-    from sentence_transformers.base.modules.input_module import InputModule
-except ImportError:  # sentence-transformers < 6 keeps it in `models`
-    from sentence_transformers.models import InputModule  # type: ignore[no-redef]
+# sentence-transformers >= 5.4 (pyproject): the first InputModule whose subclasses need only `preprocess`
+from sentence_transformers.base.modules.input_module import InputModule
 
 
 class UniversalSentenceEncoder(InputModule):

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV="${PRODCAT_VENV:-.venv}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-"$VENV/bin/prodcat" run --config pipeline.yaml "$@"
+"$VENV/bin/prodcat" run --config pipeline.yaml --overwrite "$@"  # --overwrite: a second run replaces runs/sample

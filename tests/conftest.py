@@ -81,7 +81,7 @@ def fake_encoder(monkeypatch) -> FakeEncoder:
     enc = FakeEncoder()
     loads = []
 
-    def _load(name, *, device=None, precision="auto"):
+    def _load(name, *, device=None, precision="auto", **_):
         loads.append(name)
         return enc
 

@@ -34,7 +34,7 @@ class TwoEncoders:
             "minilm": LearnableEncoder(dim=12, seed=3),
         }
 
-        def _load(name, *, device=None, precision="auto"):
+        def _load(name, *, device=None, precision="auto", **_):
             return self.by_name[encoders.canonical_name(name)]
 
         monkeypatch.setattr(embedder, "load_encoder", _load)

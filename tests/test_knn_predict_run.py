@@ -185,8 +185,8 @@ def test_predict_function_reads_a_file(run_dir, tmp_path):
     f = tmp_path / "titles.txt"
     f.write_text("shoes en item 1\n\nfood de item 2\n", encoding="utf-8")
     rows = predict(f, run_dir, top_k=1)
-    assert [r["text"] for r in rows] == ["shoes en item 1", "food de item 2"]
-    assert all(len(r["top_k"]) == 1 for r in rows)
+    assert [r["text"] for r in rows] == ["shoes en item 1", "", "food de item 2"]  # one row per line
+    assert [len(r["top_k"]) for r in rows] == [1, 0, 1] and rows[1]["label"] is None
 
 
 def test_package_level_predict_is_the_function(run_dir, tmp_path):
@@ -202,27 +202,38 @@ def test_package_level_predict_is_the_function(run_dir, tmp_path):
     assert predict(f, run_dir, top_k=1)[0]["text"] == "shoes en item 1"
 
 
-def test_read_titles(tmp_path, monkeypatch):
-    from prodcat_pipeline.predictor import read_titles
+def test_read_batches_keeps_every_row(tmp_path, monkeypatch):
+    from prodcat_pipeline.predict_io import InputSpec, read_batches
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO("Laufschuhe schwarz\n\n  \niPhone 13, 128GB\n"))
-    assert read_titles("-") == ["Laufschuhe schwarz", "iPhone 13, 128GB"]
+    def titles(spec, batch_rows=8192):
+        return [t for b in read_batches(spec, batch_rows) for t in b.titles]
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Laufschuhe schwarz\n\n  \niPhone 13, 128GB\n")))
+    assert titles(InputSpec("-")) == ["Laufschuhe schwarz", "", "  ", "iPhone 13, 128GB"]  # blank lines are rows
 
     txt = tmp_path / "t.txt"
-    txt.write_text("one\ntwo, with comma\n\nthree\n", encoding="utf-8")
-    assert read_titles(str(txt)) == ["one", "two, with comma", "three"]
+    txt.write_bytes(b"one\r\ntwo, with comma\n\n\xff\xfe bad\nthree\n")
+    batches = list(read_batches(InputSpec(str(txt)), batch_rows=2))
+    assert [len(b.titles) for b in batches] == [2, 2, 1]
+    assert [t for b in batches for t in b.titles] == ["one", "two, with comma", "", None, "three"]
+    assert [r for b in batches for r in b.reasons][3] == "not UTF-8 text"
 
     csv_path = tmp_path / "t.csv"
-    csv_path.write_text('id,text\n1,"Chocolat noir, 70%"\n2,Bio Vollmilch\n', encoding="utf-8")
-    assert read_titles(str(csv_path)) == ["Chocolat noir, 70%", "Bio Vollmilch"]
+    csv_path.write_text('id,text\n1,"Chocolat noir, 70%"\n2,\n3,Bio Vollmilch\n', encoding="utf-8")
+    batch = next(read_batches(InputSpec(str(csv_path), id_column="id")))
+    assert batch.titles == ["Chocolat noir, 70%", "", "Bio Vollmilch"] and batch.carry == {"id": ["1", "2", "3"]}
     other = tmp_path / "o.csv"
     other.write_text("id,title\n1,Pixel 7\n", encoding="utf-8")
-    assert read_titles(str(other), text_column="title") == ["Pixel 7"]
-    with pytest.raises(ProdcatError, match="no text column 'text'") as exc:
-        read_titles(str(other))
+    assert titles(InputSpec(str(other), text_column="title")) == ["Pixel 7"]
+    with pytest.raises(ProdcatError, match="no column 'text'") as exc:
+        titles(InputSpec(str(other)))
     assert "title" in str(exc.value)  # lists the columns found
+    with pytest.raises(ProdcatError, match="no column 'sku'"):
+        titles(InputSpec(str(other), text_column="title", id_column="sku"))
     with pytest.raises(ProdcatError, match="not found"):
-        read_titles(str(tmp_path / "missing.txt"))
+        titles(InputSpec(str(tmp_path / "missing.txt")))
+    with pytest.raises(ProdcatError, match="need a table input"):
+        titles(InputSpec(str(txt), id_column="sku"))
 
 
 def test_cli_predict_csv_and_jsonl(run_dir, tmp_path):
@@ -234,7 +245,7 @@ def test_cli_predict_csv_and_jsonl(run_dir, tmp_path):
     assert r.exit_code == 0, r.output
     with open(out, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["text", "label", "probability", "top_k"]
+    assert rows[0] == ["text", "label", "probability", "top_k", "reason"]
     assert [row[0] for row in rows[1:]] == titles
     for row in rows[1:]:
         assert row[1] in CLASSES and 0 <= float(row[2]) <= 1
@@ -250,11 +261,13 @@ def test_cli_predict_csv_and_jsonl(run_dir, tmp_path):
 
 
 def test_cli_predict_from_stdin(run_dir):
-    r = invoke(["predict", "--run", run_dir, "--top_k", "1"], input="toys de item 1\n\nshoes fr item 2\n")
+    r = invoke(["predict", "--run", run_dir, "--top_k", "1"], input="toys de item 1\n\nshoes fr item 2\n  \n")
     assert r.exit_code == 0, r.output
     lines = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-    assert [d["text"] for d in lines] == ["toys de item 1", "shoes fr item 2"]
-    assert all(len(d["top_k"]) == 1 and d["label"] in CLASSES for d in lines)
+    assert [d["text"] for d in lines] == ["toys de item 1", "", "shoes fr item 2", "  "]  # 4 lines in, 4 rows out
+    assert [d["label"] in CLASSES for d in lines] == [True, False, True, False]
+    assert [d["reason"] for d in lines] == [None, "empty title", None, "empty title"]
+    assert lines[1]["label"] is None and lines[1]["probability"] is None and lines[1]["top_k"] == []
 
 
 def test_predictor_refuses_other_encoder_weights(run_dir, monkeypatch):

@@ -129,7 +129,7 @@ def make_world(tmp_path: Path, monkeypatch, n: int = 400) -> World:
 
     enc = LearnableEncoder()
 
-    def _load(name, *, device=None, precision="auto"):
+    def _load(name, *, device=None, precision="auto", **_):
         return enc
 
     monkeypatch.setattr(embedder, "load_encoder", _load)

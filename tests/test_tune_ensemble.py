@@ -52,7 +52,7 @@ def test_logreg_baseline_is_sklearn_with_c_chosen_on_validation(world):
 
 
 def test_greedy_weights_combine_complementary_members():
-    from prodcat_pipeline.ensemble import greedy_weights
+    from prodcat_pipeline.ensembles import greedy_weights
 
     y = np.array([0, 1, 2, 0, 1, 2])
 
@@ -82,7 +82,7 @@ def _two_runs(world):
 
 
 def test_ensemble_folder_predicts_the_weighted_average(world):
-    from prodcat_pipeline.ensemble import ensemble
+    from prodcat_pipeline.ensembles import ensemble
     from prodcat_pipeline.models import open_run
     from prodcat_pipeline.predictor import Predictor
 
@@ -125,7 +125,7 @@ def test_ensemble_refuses_bad_members(world):
 def test_tune_writes_trials_plot_runs_and_a_best_that_predicts(world, parallel):
     from prodcat_pipeline.config import HEAD_DEFAULTS, load_config
     from prodcat_pipeline.predictor import Predictor
-    from prodcat_pipeline.tune import tune
+    from prodcat_pipeline.tuner import tune
 
     cfg = load_config(overrides={"data.path": str(world.data), "cache.dir": str(world.cache_dir),
                                  "train.batch_size": 32, "train.lang_min_samples": 3, "tune.heads": "linear,knn",
@@ -184,7 +184,7 @@ def test_tune_fixed_setting_and_cli(world):
 def test_tune_searching_a_shape_parameter_trains_trials_one_by_one(world):
     """Batched trials share one shape: a searched classifier_hidden must not be batched (nor crash)."""
     from prodcat_pipeline.config import load_config
-    from prodcat_pipeline.tune import tune
+    from prodcat_pipeline.tuner import tune
 
     cfg = load_config(overrides={"data.path": str(world.data), "cache.dir": str(world.cache_dir),
                                  "train.batch_size": 32, "train.lang_min_samples": 3, "tune.heads": "v2",
@@ -203,7 +203,7 @@ def test_tune_space_fixing_a_setting_batching_lacks_trains_one_by_one(world):
     trials have not) sends the trials through the trainer instead of failing inside the batched pass."""
     from prodcat_pipeline.config import TrainConfig, load_config
     from prodcat_pipeline.multihead import unsupported_options
-    from prodcat_pipeline.tune import tune
+    from prodcat_pipeline.tuner import tune
 
     assert unsupported_options(TrainConfig(head="linear", grad_accum=2)) == ["grad_accum"]
     cfg = load_config(overrides={"data.path": str(world.data), "cache.dir": str(world.cache_dir),
@@ -236,6 +236,6 @@ def test_run_has_a_logreg_row(world):
     heads = [r["head"] for r in res.rows]
     assert heads == ["linear", "knn", "logreg"]
     with pytest.raises(ProdcatError):
-        from prodcat_pipeline.ensemble import ensemble
+        from prodcat_pipeline.ensembles import ensemble
 
         ensemble([world.tmp / "run" / "linear"], out=world.tmp / "e")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from . import commands, tuning  # noqa: F401 - registers the commands on the app
+from . import cache_commands, commands, production, tuning  # noqa: F401 - registers the commands on the app
 from .app import app
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:  # console-script entry point
+    from ..provenance import set_command
+
+    set_command(sys.argv)
     try:
         app()
     except BrokenPipeError:  # e.g. `prodcat predict ... | head`

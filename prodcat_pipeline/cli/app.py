@@ -11,7 +11,8 @@ from ..errors import ProdcatError
 INTERRUPT_HINTS = {
     "embed": "finished shards are kept; run the same command to encode the rest",
     "train": "finished epochs are kept; run the same command with --resume to continue",
-    "run": "the cache is kept; run the same command to continue (heads are retrained)",
+    "run": "the cache is kept; run the same command with --overwrite to continue (heads are retrained)",
+    "predict": "nothing was written to --output (a file appears only when complete)",
 }
 
 
@@ -61,7 +62,7 @@ app = typer.Typer(
     cls=Group,
     help="prodcat: encode product titles once into an embedding cache, then train and compare heads fast.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # prodcat --install-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 80},

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from ..errors import ProdcatError
 from .app import Command, Group, app, command
-from .options import CONFIG, DATA, EMBED, ENCODER, KNN, OUT, RESUME, Opt, config_overrides, train_fields, with_options
+from .options import (
+    CONFIG,
+    DATA,
+    EMBED,
+    ENCODER,
+    KNN,
+    OUT,
+    OVERWRITE,
+    RESUME,
+    Opt,
+    config_overrides,
+    train_fields,
+    with_options,
+)
 from .render import comparison_table, metrics_table
 
 TRAIN_FIELDS = train_fields()
@@ -86,7 +96,7 @@ def embed_command(**kw):
 
 
 @command("train")
-@with_options(DATA, ENCODER, [OUT, RESUME], TRAIN_FIELDS, CONFIG)
+@with_options(DATA, ENCODER, [OUT, OVERWRITE, RESUME], TRAIN_FIELDS, CONFIG)
 def train_command(**kw):
     """Train a head on cached vectors (encodes the dataset first only if no cache exists).
 
@@ -99,7 +109,7 @@ def train_command(**kw):
     from ..trainer import train
 
     config = _resolve(train_command, kw, notes="train")
-    result = train(config, out=kw.get("out"), resume=bool(kw.get("resume")))
+    result = train(config, out=kw.get("out"), resume=bool(kw.get("resume")), overwrite=bool(kw.get("overwrite")))
     typer.echo(
         "encoded the dataset into the cache first (later runs reuse it)"
         if result.cache_built
@@ -111,7 +121,7 @@ def train_command(**kw):
 
 
 @command("knn-eval")
-@with_options(DATA, ENCODER, [OUT], KNN, CONFIG)
+@with_options(DATA, ENCODER, [OUT, OVERWRITE], KNN, CONFIG)
 def knn_eval_command(**kw):
     """k-nearest-neighbour baseline (FAISS) on the same cache: the train split is the index; each neighbour
     votes exp(cos/T), k and T chosen on validation unless set.
@@ -122,7 +132,7 @@ def knn_eval_command(**kw):
     from ..knn import knn_eval
 
     config = _resolve(knn_eval_command, kw)
-    result = knn_eval(config, out=kw.get("out"))
+    result = knn_eval(config, out=kw.get("out"), overwrite=bool(kw.get("overwrite")))
     metrics_table(result.metrics, config.train.lang_top_k)
     knn = result.metrics["knn"]
     vote = f", T={knn['temperature']:g} ({knn['temperature_chosen_by']})" if knn["weighting"] == "softmax" else ""
@@ -133,7 +143,11 @@ def knn_eval_command(**kw):
 
 @command("run")
 @with_options(
-    DATA, ENCODER, [Opt("out", "out", str | None, OUT.option), HEADS, RUN_KNN, RUN_LOGREG], TRAIN_FIELDS, CONFIG
+    DATA,
+    ENCODER,
+    [Opt("out", "out", str | None, OUT.option), OVERWRITE, HEADS, RUN_KNN, RUN_LOGREG],
+    TRAIN_FIELDS,
+    CONFIG,
 )
 def run_command(**kw):
     """The whole pipeline: embed, train each head, k-NN, a LogisticRegression baseline, one comparison table and
@@ -147,7 +161,7 @@ def run_command(**kw):
     from ..pipeline import run
 
     config = _resolve(run_command, kw, notes="run")
-    result = run(config)
+    result = run(config, overwrite=bool(kw.get("overwrite")))
     typer.echo(f"embed: {result.encoded:,} titles encoded ({result.embed_seconds:.1f}s; "
                "cached titles are never re-encoded)")  # fmt: skip
     comparison_table(result.rows)
@@ -171,38 +185,3 @@ def config_show_command(**kw):
     from ..config_yaml import to_yaml
 
     typer.echo(to_yaml(_resolve(config_show_command, kw, notes="train")), nl=False)
-
-
-@command("predict")
-def predict_command(
-    run: Annotated[str, typer.Option("--run", "-r", help="Run folder written by `prodcat train` (uses best.pt).")],
-    input: Annotated[
-        str, typer.Option("--input", "-i", help="'-' for stdin (one title per line), .txt, .csv, .parquet, .jsonl.")
-    ] = "-",
-    output: Annotated[str, typer.Option("--output", help="Where to write predictions ('-' = stdout).")] = "-",
-    format: Annotated[str, typer.Option("--format", help="jsonl (default) or csv.")] = "jsonl",
-    top_k: Annotated[int, typer.Option("--top-k", help="Labels listed per title.")] = 3,
-    text_column: Annotated[str, typer.Option("--text-column", help="Title column of a table input.")] = "text",
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Titles per encode batch.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
-):
-    """Classify new titles with a trained run: its encoder, its best head; JSONL or CSV out.
-
-    Example: echo "Damen Laufschuhe schwarz" | prodcat predict --run runs/sample/v2
-    """
-    _setup_logging(verbose)
-    from ..predictor import Predictor, read_titles, write_predictions
-
-    if format not in ("jsonl", "csv"):
-        raise ProdcatError(f"unknown --format '{format}': jsonl or csv")
-    titles = read_titles(input, text_column)
-    rows = Predictor(run, device=device, batch_size=batch_size).predict(titles, top_k=top_k)
-    if output == "-":
-        write_predictions(rows, sys.stdout, format)
-    else:
-        from ..atomic import atomic_path
-
-        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-            write_predictions(rows, fh, format)
-        typer.echo(f"{len(rows):,} predictions written to {output}", err=True)

@@ -82,6 +82,8 @@ KNN = [
     _opt("ef_search", "knn.ef_search", int, "--ef-search", help="HNSW search depth (default 128).", panel="k-NN"),
 ]  # fmt: skip
 OUT = _opt("out", None, str, "--out", "-o", help="Output folder.", panel="Output")
+OVERWRITE = Opt("overwrite", None, bool, typer.Option("--overwrite", rich_help_panel="Output",
+                help="Replace a run already in the output folder (clears it first)."))  # fmt: skip
 RESUME = Opt("resume", None, bool, typer.Option("--resume/--no-resume", rich_help_panel="Output",
              help="Continue the run in --out from its last checkpoint."))  # fmt: skip
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def metrics_table(metrics: dict, lang_top_k: int = 10) -> None:
+def metrics_table(metrics: dict, lang_top_k: int = 10, splits: tuple[str, ...] = ("validation", "test")) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -11,7 +11,7 @@ def metrics_table(metrics: dict, lang_top_k: int = 10) -> None:
     table.add_column("split")
     for col in ("macro-F1", "micro-F1", "accuracy", "rows"):
         table.add_column(col, justify="right")
-    for split in ("validation", "test"):
+    for split in splits:
         m = metrics.get(split)
         if not m or m.get("macro_f1") is None:
             continue

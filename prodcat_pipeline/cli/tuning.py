@@ -9,7 +9,7 @@ import typer
 from ..errors import ProdcatError
 from .app import command
 from .commands import TRAIN_FIELDS, _resolve, _setup_logging
-from .options import CONFIG, DATA, ENCODER, KNN, Opt, _opt, with_options
+from .options import CONFIG, DATA, ENCODER, KNN, OVERWRITE, Opt, _opt, with_options
 from .render import comparison_table
 
 TUNE = [
@@ -23,6 +23,7 @@ TUNE = [
     Opt("pruning", "tune.pruning", bool | None, typer.Option("--pruning/--no-pruning", rich_help_panel="Tuning",
         help="Stop trials trailing the median at the same epoch (default on).")),
     _opt("out", None, str, "--out", "-o", help="Output folder (default runs/tune).", panel="Output"),
+    OVERWRITE,
 ]  # fmt: skip
 # the training flags fix a setting for every head's trials (a searched setting is still searched)
 TUNE_TRAIN = [o for o in TRAIN_FIELDS if o.name in ("seed", "device", "batch_size", "lang_min_samples")]
@@ -39,10 +40,10 @@ def tune_command(**kw):
     Example: prodcat tune --data data/lspc_sample --heads linear,v2,knn --trials 20 --ensemble
     """
     _setup_logging(bool(kw.get("verbose")))
-    from ..tune import tune
+    from ..tuner import tune
 
     config = _resolve(tune_command, kw)
-    result = tune(config, out=kw.get("out"))
+    result = tune(config, out=kw.get("out"), overwrite=bool(kw.get("overwrite")))
     comparison_table(result.rows)
     done = sum(r.get("state") == "complete" for r in result.trials)
     typer.echo(f"{len(result.trials)} trials ({done} complete, {len(result.trials) - done} pruned); "
@@ -64,7 +65,7 @@ def ensemble_command(
     """
     _setup_logging(verbose)
     from ..encoders import resolve_device
-    from ..ensemble import ensemble
+    from ..ensembles import ensemble
     from .render import metrics_table
 
     paths = [p.strip() for p in runs.split(",") if p.strip()]

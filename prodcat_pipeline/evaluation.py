@@ -83,7 +83,9 @@ def _eval_config(config, data, overrides: dict | None, cache_dir: str | None):
 
 
 def _choose_split(cached, split: str | None) -> str:
-    present = sorted(set(cached.column("split").tolist()))
+    import pyarrow.compute as pc
+
+    present = sorted(pc.unique(cached.rows["split"]).drop_null().to_pylist())
     if split is None:
         return "test" if "test" in present and not cached.dataset.get("split_made") else "all"
     if split != "all" and split not in present:
@@ -95,15 +97,15 @@ def _model_label_ids(cached, model_labels: list[str], mask: np.ndarray) -> np.nd
     """The rows' labels as the model's label ids (matched by name); labels the model never learned fail."""
     index = {name: i for i, name in enumerate(model_labels)}
     mapping = np.array([index.get(name, -1) for name in cached.label_names], dtype=np.int64)
-    y = mapping[cached.column("label")[mask]]
-    unknown = sorted({cached.label_names[i] for i in np.unique(cached.column("label")[mask]) if mapping[i] < 0})
+    labels = cached.column("label")[mask]
+    unknown = sorted({cached.label_names[i] for i in np.unique(labels) if mapping[i] < 0})
     if unknown:
         raise ProdcatError(
             f"the data has labels the model does not predict: {', '.join(unknown[:5])}"
             f"{' ...' if len(unknown) > 5 else ''} (the model knows: {', '.join(model_labels[:8])}"
             f"{' ...' if len(model_labels) > 8 else ''}); evaluate on data with the model's label set"
         )
-    return y
+    return mapping[labels]
 
 
 def _default_out(run: Path, source: str | None, split: str) -> Path:

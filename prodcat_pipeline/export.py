@@ -51,7 +51,7 @@ def export_model(run: str | Path, out: str | Path, *, overwrite: bool = False) -
 def _write_model(model, folder: Path, metrics: dict | None) -> dict:
     from safetensors.torch import save_file
 
-    from .atomic import give_normal_permissions, write_json_atomic
+    from .atomic import write_atomic, write_json_atomic
 
     config = model.config.model_copy(deep=True)
     config.cache.dir = None  # the exporter's cache path means nothing elsewhere: look in the default one
@@ -63,16 +63,14 @@ def _write_model(model, folder: Path, metrics: dict | None) -> dict:
         ckpt = model.ckpt
         doc |= {k: ckpt[k] for k in ("head", "head_args", "dim")} | {"command": ckpt.get("command")}
         state = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS), metadata={"format": MODEL_FORMAT})
-        give_normal_permissions(folder / WEIGHTS)
+        write_atomic(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": MODEL_FORMAT}))
     elif model.kind == "knn":
         import torch
 
         X, y = model.train_set if model.train_set is not None else model.cached.split_arrays("train", np.float16)
         tensors = {"vectors": torch.from_numpy(np.ascontiguousarray(X, dtype=np.float16)),
                    "labels": torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))}  # fmt: skip
-        save_file(tensors, str(folder / WEIGHTS), metadata={"format": MODEL_FORMAT})
-        give_normal_permissions(folder / WEIGHTS)
+        write_atomic(folder / WEIGHTS, lambda p: save_file(tensors, str(p), metadata={"format": MODEL_FORMAT}))
         write_json_atomic(folder / "knn.json", model.doc)
         doc["command"] = (metrics or {}).get("command")
     else:

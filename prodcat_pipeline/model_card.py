@@ -61,16 +61,16 @@ def _split_section(split: str, block: dict) -> list[str]:
         f"macro-F1 **{block['macro_f1']:.4f}**, micro-F1 {block['micro_f1']:.4f}, accuracy {block['accuracy']:.4f}",
         "",
     ]
-    per_language = block.get("per_language") or {}
-    if per_language:
-        lines += ["| language | rows | macro-F1 | micro-F1 |", "|---|---:|---:|---:|"]
-        lines += [f"| {code} | {m['support']:,} | {m['macro_f1']:.4f} | {m['micro_f1']:.4f} |"
-                  for code, m in per_language.items()]  # fmt: skip
-        lines.append("")
-    per_class = block.get("per_class") or {}
-    if per_class:
-        lines += ["| class | rows | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
-        lines += [f"| {name} | {m['support']:,} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} |"
-                  for name, m in per_class.items()]  # fmt: skip
-        lines.append("")
+    lines += _table("language", ("macro_f1", "micro_f1"), ("macro-F1", "micro-F1"), block.get("per_language"))
+    lines += _table("class", ("precision", "recall", "f1"), ("precision", "recall", "F1"), block.get("per_class"))
     return lines
+
+
+def _table(first: str, keys: tuple[str, ...], headings: tuple[str, ...], entries: dict | None) -> list[str]:
+    """A markdown table of `entries` ({name: {support, <keys>...}}): name, rows, then each key to 4 places."""
+    if not entries:
+        return []
+    lines = [f"| {first} | rows | " + " | ".join(headings) + " |", "|---|---:|" + "---:|" * len(keys)]
+    lines += [f"| {name} | {m['support']:,} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |"
+              for name, m in entries.items()]  # fmt: skip
+    return [*lines, ""]

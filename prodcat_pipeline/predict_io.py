@@ -170,7 +170,11 @@ def _csv_batches(spec: InputSpec, batch_rows: int) -> Iterator[InputBatch]:
 
 def _json_batches(spec: InputSpec, batch_rows: int) -> Iterator[InputBatch]:
     """JSON lines, one record each; a line that is not a JSON object becomes a row with a reason."""
-    batch = InputBatch([], [], {c: [] for c in spec.carried}, [] if spec.language_column else None)
+
+    def empty() -> InputBatch:
+        return InputBatch([], [], {c: [] for c in spec.carried}, [] if spec.language_column else None)
+
+    batch = empty()
     with open(spec.source, "rb") as fh:
         for number, raw in enumerate(fh, 1):
             try:
@@ -191,7 +195,7 @@ def _json_batches(spec: InputSpec, batch_rows: int) -> Iterator[InputBatch]:
                 batch.languages.append(None if lang is None else str(lang))
             if len(batch.titles) == batch_rows:
                 yield batch
-                batch = InputBatch([], [], {c: [] for c in spec.carried}, [] if spec.language_column else None)
+                batch = empty()
     if batch.titles:
         yield batch
 

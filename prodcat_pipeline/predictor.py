@@ -53,7 +53,8 @@ def predict_file(
     first = next(batches, None)
     totals = {"rows": 0, "predicted": 0, "abstained": 0, "skipped": 0}
     with _open_output(output, fmt) as target, PredictionWriter(target, fmt) as writer:
-        with progress_bar(count_rows(spec), "predict", "rows", show_progress) as advance:
+        show = sys.stderr.isatty() if show_progress is None else show_progress  # counting reads the whole file
+        with progress_bar(count_rows(spec) if show else 0, "predict", "rows", show) as advance:
             for batch in _chain(first, batches):
                 rows = _predict_batch(clf, batch, top_k, threshold, totals)
                 writer.write(rows)

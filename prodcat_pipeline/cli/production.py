@@ -10,7 +10,11 @@ from ..errors import ProdcatError
 from .app import command
 from .commands import _setup_logging
 
-RUN_HELP = "Run folder (train, knn-eval, tune, ensemble) or exported model folder."
+RunOpt = Annotated[str | None, typer.Option("--run", "-r", rich_help_panel="Model",
+                  help="Run folder (train, knn-eval, tune, ensemble) or exported model folder.")]  # fmt: skip
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Same as --run.", rich_help_panel="Model")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N.", rich_help_panel="Model")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")]
 
 
 def _model_path(run: str | None, model: str | None) -> str:
@@ -21,8 +25,8 @@ def _model_path(run: str | None, model: str | None) -> str:
 
 @command("predict")
 def predict_command(
-    run: Annotated[str | None, typer.Option("--run", "-r", help=RUN_HELP, rich_help_panel="Model")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Same as --run.", rich_help_panel="Model")] = None,
+    run: RunOpt = None,
+    model: ModelOpt = None,
     input: Annotated[str, typer.Option("--input", "-i", rich_help_panel="Input",  # noqa: A002
                      help="'-' (stdin) or .txt: one title per line; or .csv, .tsv, .parquet, .jsonl.")] = "-",
     text_column: Annotated[str, typer.Option("--text-column", help="Title column of a table input.",
@@ -46,8 +50,8 @@ def predict_command(
                           rich_help_panel="Model")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", rich_help_panel="Model",
                         help="Encode every title, even those already in the embedding cache.")] = False,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N.", rich_help_panel="Model")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    device: DeviceOpt = None,
+    verbose: VerboseOpt = False,
 ):  # fmt: skip
     """Classify titles with a trained model: one output row per input row, in input order, joinable by
     --id-column; empty titles get no label and a reason.
@@ -76,8 +80,8 @@ def predict_command(
 
 @command("eval")
 def eval_command(
-    run: Annotated[str | None, typer.Option("--run", "-r", help=RUN_HELP, rich_help_panel="Model")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Same as --run.", rich_help_panel="Model")] = None,
+    run: RunOpt = None,
+    model: ModelOpt = None,
     data: Annotated[str | None, typer.Option("--data", "-d", rich_help_panel="Data",
                     help="Labelled data (any format prodcat reads; default: the run's own dataset).")] = None,
     split: Annotated[str | None, typer.Option("--split", rich_help_panel="Data",
@@ -92,8 +96,8 @@ def eval_command(
                    help="Folder for metrics.json, report.txt, confusion.png (default <run>/eval/<data>-<split>).")] = None,
     cache_dir: Annotated[str | None, typer.Option("--cache-dir", help="Cache root (default: the run's).",
                          rich_help_panel="Data")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N.", rich_help_panel="Model")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    device: DeviceOpt = None,
+    verbose: VerboseOpt = False,
 ):  # fmt: skip
     """Score a trained model on labelled data: per-class report, per-language F1, metrics.json and a
     confusion matrix. Only titles not in the cache yet are encoded.
@@ -117,7 +121,7 @@ def export_command(
     run: Annotated[str, typer.Option("--run", "-r", help="Run folder to export.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Model folder to write.")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already at --out.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: VerboseOpt = False,
 ):
     """Write a run as a portable model: safetensors weights, prodcat_model.json, metrics.json and a README.md
     model card; `predict --model` and Classifier.from_pretrained load it without the cache.

@@ -82,7 +82,10 @@ def synthetic_cache(dim: int = 384, rows: int = 952_000, cache_dir: Path | None 
         }
     )
     try:
-        return cfg, load_cache(cfg)
+        cached = load_cache(cfg)
+        if "index_xxh3" in cached.dataset and all("xxh3" in s for s in cached.store.manifest["shards"]):
+            return cfg, cached
+        # a cache written before prodcat recorded xxh3 checksums: embed below encodes nothing and adds them
     except CacheMissing:
         pass
     table = pq.read_table(data, columns=["text", "label", "cluster"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -35,8 +36,24 @@ def write_atomic(final: str | os.PathLike, writer: Callable[[Path], None]) -> No
         writer(tmp)
 
 
+def json_safe(value):
+    """`value` with every NaN or infinity replaced by None (JSON has no such numbers: json.dumps would write the
+    invalid tokens NaN/Infinity) and numpy scalars and arrays made plain Python values."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return json_safe(value.tolist())
+    return value
+
+
 def write_json_atomic(final: str | os.PathLike, obj) -> None:
-    write_atomic(final, lambda p: p.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8"))
+    """`obj` as indented JSON, atomically; always valid JSON (NaN and infinities become null)."""
+    text = json.dumps(json_safe(obj), indent=2, default=str, allow_nan=False)
+    write_atomic(final, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def write_npy_atomic(final: str | os.PathLike, array) -> None:
@@ -56,10 +73,15 @@ def write_parquet_atomic(final: str | os.PathLike, table) -> None:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete temporaries a killed writer left behind; they were never listed anywhere."""
+    """Delete temporaries (files and folders) a killed writer left behind; they were never listed anywhere.
+    The caller holds the folder's lock, so no live writer owns them."""
+    import shutil
+
     n = 0
-    for p in Path(folder).rglob(f"*{TMP_MARK}*"):
-        p.unlink(missing_ok=True)
+    for p in sorted(Path(folder).rglob(f"*{TMP_MARK}*"), key=lambda p: len(p.parts)):
+        if not p.exists() and not p.is_symlink():  # inside a temporary folder already removed
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
         n += 1
     return n
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .atomic import TMP_MARK, write_json_atomic
+from .atomic import TMP_MARK
 from .errors import ProdcatError
 from .store import FORMAT, MANIFEST, default_cache_dir
 
@@ -68,10 +68,14 @@ def cache_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def _disk_usage(folder: Path) -> tuple[int, float]:
-    """(bytes of every file under folder, newest modification time); links are not followed."""
+    """(bytes of every file under folder but its lock file, newest modification time); links are not followed."""
+    from .locks import LOCK_NAME
+
     total, newest = 0, folder.lstat().st_mtime
     for dirpath, _, files in os.walk(folder):
         for name in files:
+            if name == LOCK_NAME and dirpath == str(folder):
+                continue
             try:
                 st = os.lstat(os.path.join(dirpath, name))
             except OSError:  # removed while we walk
@@ -216,11 +220,13 @@ def resolve_removal(
 
 
 def _remove_dataset(cache: CacheInfo, ds: DatasetInfo) -> int:
+    from .store import write_manifest
+
     path = cache.folder / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         manifest["datasets"].pop(ds.fingerprint, None)
-        write_json_atomic(path, manifest)  # unlisted first, so the manifest never names a missing index
+        write_manifest(cache.folder, manifest)  # unlisted first, so the manifest never names a missing index
         ds.index.unlink(missing_ok=True)
     except (OSError, ValueError) as exc:
         raise ProdcatError(f"could not remove dataset {ds.fingerprint} from {cache.folder}: {exc}") from exc
@@ -236,15 +242,18 @@ def remove_cache(target: str | os.PathLike, root: str | os.PathLike | None = Non
         >>> remove_cache("2949511", dataset="data/old.parquet")  # one dataset's index
         >>> remove_cache("use-multilingual-294951103ed1061f")     # the whole cache
     """
+    from .locks import folder_lock
+
     cache, ds = resolve_removal(target, root, dataset)
-    if ds is not None:
-        return _remove_dataset(cache, ds)
-    # renamed first: the cache vanishes at once, and a half-deleted folder is never taken for a cache
-    doomed = cache.folder.with_name(f"{cache.name}{TMP_MARK}removing")
-    try:
-        os.replace(cache.folder, doomed)
-    except OSError as exc:
-        raise ProdcatError(f"could not remove {cache.folder}: {exc}") from exc
+    with folder_lock(cache.folder, what="the cache", wait=False):  # refused while an embed writes it
+        if ds is not None:
+            return _remove_dataset(cache, ds)
+        # renamed first: the cache vanishes at once, and a half-deleted folder is never taken for a cache
+        doomed = cache.folder.with_name(f"{cache.name}{TMP_MARK}removing")
+        try:
+            os.replace(cache.folder, doomed)
+        except OSError as exc:
+            raise ProdcatError(f"could not remove {cache.folder}: {exc}") from exc
     try:
         shutil.rmtree(doomed)
     except OSError as exc:

@@ -52,6 +52,13 @@ def read_checkpoint(path: Path) -> dict:
         raise ProdcatError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ProdcatError(f"{path} is not a prodcat head checkpoint")
+    expected = {"head": str, "head_args": dict, "dim": int, "label_names": list, "cache_key": str, "encoder": dict}
+    expected |= {"head_state": dict, "state": dict, "config": dict}
+    wrong = [k for k, kind in expected.items() if not isinstance(ckpt.get(k), kind)]
+    if wrong or not all(isinstance(n, str) for n in ckpt["label_names"]):
+        raise ProdcatError(
+            f"checkpoint {path} is damaged: {', '.join(wrong) or 'label_names'} missing or of the wrong type"
+        )
     return ckpt
 
 
@@ -88,13 +95,23 @@ def check_compatible(ckpt: dict, head_name: str, head_args: dict, where: str) ->
         raise ProdcatError(f"{where} was trained with {detail}; use the same settings to continue from it")
 
 
-def head_from_checkpoint(ckpt: dict, device: str = "cpu"):
-    """The trained head a checkpoint holds, in eval mode on `device`."""
+def head_from_checkpoint(ckpt: dict, device: str = "cpu", source: str | Path = "checkpoint"):
+    """The trained head a checkpoint holds, in eval mode on `device`; one with non-finite weights is refused
+    (`source` names the file in messages)."""
+    import torch
+
+    state = ckpt.get("head_state")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise ProdcatError(f"{source} has no head weights (head_state)")
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise ProdcatError(f"{source}: weight {bad} holds NaN or infinite values (a diverged run): retrain it")
     head = build_head(ckpt["head"], ckpt["dim"], len(ckpt["label_names"]), ckpt["head_args"])
     try:
         head.load_state_dict(ckpt["head_state"])
     except (RuntimeError, KeyError) as exc:
         raise ProdcatError(
-            f"checkpoint's weights do not fit its own head description: {str(exc).splitlines()[0]}"
+            f"{source}: the weights do not fit its own head description ({len(ckpt['label_names'])} labels, "
+            f"{ckpt['head']}): {str(exc).splitlines()[0]}"
         ) from exc
     return head.to(device).eval()

@@ -26,7 +26,8 @@ class Classifier:
         [[('Shoes', 0.97), ('Clothing', 0.02)]]
     """
 
-    def __init__(self, model, *, device: str = "cpu", use_cache: bool = True, batch_size: int | None = None):
+    def __init__(self, model, *, device: str = "cpu", use_cache: bool = True, batch_size: int | None = None,
+                 trust_remote_code: bool = False):  # fmt: skip
         from .combined import check_encoders
         from .vectorizer import TitleVectorizer
 
@@ -35,19 +36,22 @@ class Classifier:
         self.languages_ = list(model.languages)  # the training languages a language-aware head knows
         identities = check_encoders(model.encoder)  # the installed encoders must be those it was trained with
         self.vectorizer = TitleVectorizer(model.config, identities, device=device, use_cache=use_cache,
-                                          batch_size=batch_size)  # fmt: skip
+                                          batch_size=batch_size, trust_remote_code=trust_remote_code)  # fmt: skip
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str | None = None, use_cache: bool = True,
-                        batch_size: int | None = None) -> Classifier:  # fmt: skip
+                        batch_size: int | None = None, trust_remote_code: bool = False) -> Classifier:  # fmt: skip
         """Load an exported model folder (`prodcat export`) or a run folder; `use_cache=False` encodes every
-        title instead of reading the vectors of titles already in the embedding cache."""
+        title instead of reading the vectors of titles already in the embedding cache; `trust_remote_code` lets
+        an encoder that ships its own code run it (whatever the folder's stored config says)."""
         from .encoders import resolve_device
         from .models import open_run
 
         device = resolve_device(device)
         model = open_run(path, device=device)
-        return cls(model, device=device, use_cache=use_cache, batch_size=batch_size)
+        return cls(
+            model, device=device, use_cache=use_cache, batch_size=batch_size, trust_remote_code=trust_remote_code
+        )
 
     @property
     def needs_languages(self) -> bool:
@@ -72,6 +76,9 @@ class Classifier:
         kept = [t for t, k in zip(titles, keep, strict=True) if k]
         given = None if languages is None else [lang for lang, k in zip(languages, keep, strict=True) if k]
         out[keep] = self.model.proba(self.vectorizer.vectors(kept), self.languages_for(kept, given))
+        if not np.isfinite(out).all():  # NaN weights (a diverged run): never written out as a probability
+            raise ProdcatError(f"the model at {self.model.path} gives non-finite probabilities (NaN or inf in its "
+                               "weights?); retrain it, e.g. with a lower --lr")  # fmt: skip
         return out
 
     def languages_for(self, titles: list[str], languages: list[str | None] | None = None) -> list[str] | None:
@@ -115,4 +122,9 @@ def _check_titles(titles) -> list[str]:
     bad = [i for i, t in enumerate(titles) if not isinstance(t, str)]
     if bad:
         raise ProdcatError(f"titles must be strings; item {bad[0]} is {type(titles[bad[0]]).__name__}")
+    for i, t in enumerate(titles):
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProdcatError(f"title {i} is not valid Unicode text (it holds a lone surrogate)") from None
     return titles

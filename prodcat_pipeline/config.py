@@ -27,7 +27,7 @@ HEAD_DEFAULTS: dict[str, dict] = {
     "v3": {"lr": 1e-3, "epochs": 30, "weight_decay": 0.01, "label_smoothing": 0.05, "lr_warmup_steps": 200},
 }
 
-_DEVICE = re.compile(r"^(cpu|mps|(cuda|xpu)(:\d+)?)$")
+_DEVICE = re.compile(r"(cpu|mps|(cuda|xpu)(:[0-9]{1,4})?)")  # fullmatch: "cpu\n" is not a device
 
 
 def canonical_head(name: str) -> str:
@@ -45,8 +45,8 @@ class _Section(BaseModel):
 
 
 def _check_device(value: str | None) -> str | None:
-    if value is not None and not _DEVICE.match(value):
-        raise ValueError(f"unknown device '{value}': use cpu, cuda, cuda:N or mps")
+    if value is not None and not _DEVICE.fullmatch(value):
+        raise ValueError(f"unknown device {value[:40]!r}: use cpu, cuda, cuda:N or mps")
     return value
 
 
@@ -77,6 +77,7 @@ class EncoderConfig(_Section):
     device: str | None = None  # None = CUDA when present, else CPU
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
     normalize: bool = True  # L2-normalise vectors before caching
+    trust_remote_code: bool = False  # let a model folder / hub repo run code it ships (off: such a model is refused)
     workers: int | None = Field(None, ge=1, le=256)  # encoding processes; None = one per core for USE on CPU
 
     @field_validator("device")
@@ -102,7 +103,7 @@ def encoder_names(encoder: EncoderConfig | str) -> list[str]:
 
 class CacheConfig(_Section):
     dir: str | None = None  # None = $PRODCAT_CACHE or ~/.cache/prodcat
-    shard_size: int = Field(65536, gt=0)  # unique titles per shard
+    shard_size: int = Field(65536, gt=0, le=1 << 30)  # unique titles per shard
     dtype: Literal["float16", "float32"] = "float16"
 
 
@@ -122,14 +123,14 @@ class TrainConfig(_Section):
     amp: bool = _f(False, "Mixed precision: bf16 autocast on CPU, bf16/fp16 on CUDA.", "Core")
     grad_accum: int = _f(1, "Micro-batches per optimizer step.", "Schedule", gt=0, le=4096)
     lr_schedule: Literal["none", "cosine", "exponential"] = _f("cosine", "none, cosine or exponential.", "Schedule")
-    lr_warmup_steps: int = _f(200, "Optimizer steps of linear warm-up.", "Schedule", ge=0)
+    lr_warmup_steps: int = _f(200, "Optimizer steps of linear warm-up.", "Schedule", ge=0, le=10**12)
     lr_min_scale: float = _f(0.01, "Floor of the schedule, as a fraction of lr.", "Schedule", ge=0, le=1)
     lr_decay: float = _f(0.9999, "Per-step factor of the exponential schedule.", "Schedule", gt=0, le=1)
     weight_decay: float = _f(0.01, "AdamW weight decay.", "Regularisation", ge=0, le=10)
     classifier_dropout: float = _f(0.3, "Dropout inside the residual block.", "Regularisation", ge=0, lt=1)
     label_smoothing: float = _f(0.05, "Cross-entropy label smoothing.", "Regularisation", ge=0, lt=1)
     focal_gamma: float = _f(0.0, "Focal-loss gamma (0 = plain cross-entropy).", "Regularisation", ge=0, le=10)
-    focal_alpha: float | None = _f(None, "Scalar weight of the focal loss (default 1).", "Regularisation", gt=0)
+    focal_alpha: float | None = _f(None, "Scalar weight of the focal loss (default 1).", "Regularisation", gt=0, le=1e6)
     early_stopping_patience: int = _f(
         0, "Stop after N epochs without validation gain (0 = off).", "Regularisation", ge=0
     )
@@ -137,8 +138,8 @@ class TrainConfig(_Section):
     classifier_no_residual: bool = _f(False, "v2/v3: do not add the block's output to its input.", "Head")
     normalize_input: bool = _f(True, "L2-normalise cached vectors before the head.", "Head")
     contrastive_dim: int = _f(128, "v3: projection size for the contrastive loss.", "Head", gt=0, le=1 << 16)
-    contrastive_weight: float = _f(0.1, "v3: weight of the SupCon term.", "Head", ge=0)
-    contrastive_temp: float = _f(0.07, "v3: SupCon temperature.", "Head", gt=0)
+    contrastive_weight: float = _f(0.1, "v3: weight of the SupCon term.", "Head", ge=0, le=1e6)
+    contrastive_temp: float = _f(0.07, "v3: SupCon temperature.", "Head", ge=1e-4, le=1e4)
     cross_lang_positives: bool = _f(
         False, "v3: pair rows with cluster mates; positives = same cluster or label across languages.", "Head"
     )
@@ -151,17 +152,17 @@ class TrainConfig(_Section):
     )
     lang_class_weights: bool = _f(False, "Balance classes within each language in the loss.", "Languages")
     lang_centering: bool = _f(False, "Subtract each language's mean vector (kept with the head).", "Languages")
-    lang_remove_directions: int = _f(0, "Also project out the top-k language directions.", "Languages", ge=0)
+    lang_remove_directions: int = _f(0, "Also project out the top-k language directions.", "Languages", ge=0, le=4096)
     lang_align: bool = _f(False, "Map each language onto English (ridge on cluster mates).", "Languages")
-    lang_min_samples: int = _f(20, "Rows a language needs to get per-language metrics.", "Languages", ge=0)
+    lang_min_samples: int = _f(20, "Rows a language needs to get per-language metrics.", "Languages", ge=0, le=10**12)
     lang_top_k: int = _f(10, "Languages shown in the printed tables.", "Languages", ge=0)
     no_lang_metrics: bool = _f(False, "Skip per-language metrics.", "Languages")
     save_every: int = _f(0, "Keep a checkpoint every N epochs (0 = only best and last).", "Checkpoints", ge=0)
     keep: int = _f(3, "Epoch checkpoints of --save-every kept, newest first (0 = all).", "Checkpoints", ge=0)
     init_from: str | None = _f(None, "Start from this run folder's best head (fine-tune).", "Checkpoints")
     teacher: str | None = _f(None, "Run folder whose logits regularise this run (KL).", "Checkpoints")
-    kl_weight: float = _f(0.0, "Weight of the KL term towards --teacher.", "Checkpoints", ge=0)
-    kl_temperature: float = _f(1.0, "Softmax temperature of the KL term.", "Checkpoints", gt=0)
+    kl_weight: float = _f(0.0, "Weight of the KL term towards --teacher.", "Checkpoints", ge=0, le=1e6)
+    kl_temperature: float = _f(1.0, "Softmax temperature of the KL term.", "Checkpoints", ge=1e-3, le=1e3)
 
     @field_validator("head", mode="before")
     @classmethod
@@ -181,7 +182,9 @@ class TrainConfig(_Section):
     def _languages(cls, v):
         if v is None:
             return None
-        parts = v.split(",") if isinstance(v, str) else list(v)
+        parts = v.split(",") if isinstance(v, str) else list(v) if isinstance(v, list | tuple) else None
+        if parts is None:
+            raise ValueError(f"train.languages must be codes such as de,fr, got {type(v).__name__}")
         codes = [_language_code(p, "train.languages") for p in parts if str(p).strip()]
         if not codes:
             raise ValueError("train.languages is empty: give at least one language code, e.g. de,fr")
@@ -190,23 +193,32 @@ class TrainConfig(_Section):
     @field_validator("lang_loss_weights", mode="before")
     @classmethod
     def _lang_loss_weights(cls, v):
-        return language_weights(v, "train.lang_loss_weights")
+        try:
+            return language_weights(v, "train.lang_loss_weights")
+        except OverflowError:  # an integer too large for a float
+            raise ValueError("train.lang_loss_weights: a weight is too large") from None
 
 
 class KnnConfig(_Section):
     # None: chosen on the validation split by macro-F1 (k in 5..100, T in 0.02..0.2); without a validation
     # split k=20, T=0.07. A value set here is kept and only the other is searched.
     k: int | None = Field(None, gt=0, le=10_000)  # neighbours that vote
-    temperature: float | None = Field(None, gt=0)  # softmax vote exp(cos/T) of each neighbour
+    temperature: float | None = Field(None, gt=0, le=1e6)  # softmax vote exp(cos/T) of each neighbour
     index: Literal["flat", "ivf", "hnsw"] = "flat"
     weighting: Literal["softmax", "distance", "uniform"] = "softmax"  # exp(cos/T) | max(cos, 0) | 1
-    nlist: int = Field(1024, gt=0)  # IVF cells
-    nprobe: int = Field(16, gt=0)
-    hnsw_m: int = Field(32, gt=0)
-    ef_search: int = Field(128, gt=0)
+    nlist: int = Field(1024, gt=0, le=1 << 24)  # IVF cells
+    nprobe: int = Field(16, gt=0, le=1 << 24)
+    hnsw_m: int = Field(32, gt=0, le=1024)
+    ef_search: int = Field(128, gt=0, le=1 << 24)
 
 
 TUNE_HEADS = (*HEADS, "knn")
+
+
+def _as_list(v, key: str) -> list:
+    if not isinstance(v, list | tuple):
+        raise ValueError(f"{key} must be a list or a comma-separated string, got {type(v).__name__}")
+    return list(v)
 
 
 class TuneConfig(_Section):
@@ -224,7 +236,7 @@ class TuneConfig(_Section):
     @field_validator("heads", mode="before")
     @classmethod
     def _tune_heads(cls, v):
-        parts = [p for p in v.split(",") if p.strip()] if isinstance(v, str) else list(v)
+        parts = [p for p in v.split(",") if p.strip()] if isinstance(v, str) else _as_list(v, "tune.heads")
         out = []
         for p in parts:
             key = str(p).strip().lower()
@@ -260,12 +272,15 @@ class PipelineConfig(_Section):
     @field_validator("heads", mode="before")
     @classmethod
     def _heads(cls, v):
-        return [TrainConfig._head(h) for h in ([p for p in v.split(",") if p.strip()] if isinstance(v, str) else v)]
+        parts = [p for p in v.split(",") if p.strip()] if isinstance(v, str) else _as_list(v, "heads")
+        return [TrainConfig._head(h) for h in parts]
 
     @field_validator("head_overrides", mode="before")
     @classmethod
     def _head_overrides(cls, v):
         out: dict[str, dict] = {}
+        if not isinstance(v, dict | None):
+            raise ValueError("head_overrides must map heads to train settings, e.g. {linear: {lr: 0.01}}")
         for key, values in (v or {}).items():
             head = TrainConfig._head(key)
             if not isinstance(values, dict):

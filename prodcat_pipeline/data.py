@@ -155,10 +155,22 @@ def _read_json_lines(f: Path) -> pa.Table:
         return pjson.read_json(f)
     except pa.ArrowInvalid:
         # a JSON array of records rather than JSON lines
-        rows = json.loads(f.read_text(encoding="utf-8"))
+        try:
+            rows = json.loads(f.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise ProdcatError(f"cannot read {f}: JSON nested too deeply") from None
         if not isinstance(rows, list):
             raise
-        return pa.Table.from_pylist(rows)
+        bad = next((r for r in rows if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise ProdcatError(
+                f'cannot read {f}: a JSON array must hold one object per row ({{"text": ..., "label": ...}}), '
+                f"found {type(bad).__name__}"
+            ) from None
+        try:
+            return pa.Table.from_pylist(rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise ProdcatError(f"cannot read {f}: {str(exc).splitlines()[0]}") from None
 
 
 def _class_label_names(split_dir: Path, column: str) -> list[str] | None:
@@ -258,22 +270,26 @@ def _normalise(table: pa.Table, split: str | None, cfg: DataConfig, source: str)
     label = _require_column(table, cfg.label_column, "label", "--label-column", source)
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type) or pa.types.is_null(text.type)):
         raise ProdcatError(f"text column '{cfg.text_column}' in {source} holds {text.type}, not strings")
+    if not _is_scalar_type(label.type):
+        raise ProdcatError(f"label column '{cfg.label_column}' in {source} holds {label.type}: give one label per "
+                           "row (a string or an integer), or pick another column with --label-column")  # fmt: skip
     n = table.num_rows
     if split is not None:
         split_col = pa.array([split] * n, pa.string())
     elif cfg.split_column in table.column_names:
         # canonicalise each distinct value once, then map rows by their dictionary index (no per-row Python)
-        encoded = pc.dictionary_encode(pc.cast(table[cfg.split_column], pa.string())).combine_chunks()
+        column = _as_strings(table, cfg.split_column, "split", source)
+        encoded = pc.dictionary_encode(column).combine_chunks()
         names = pa.array([_canonical_split(v, source) for v in encoded.dictionary.to_pylist()], pa.string())
         split_col = pc.take(names, encoded.indices)
     else:
         split_col = pa.nulls(n, pa.string())
     if cfg.language_column in table.column_names:
-        lang = pc.cast(table[cfg.language_column], pa.string())
+        lang = _as_strings(table, cfg.language_column, "language", source)
     else:
         lang = pa.nulls(n, pa.string())
     if cfg.cluster_column in table.column_names:
-        cluster = pc.cast(table[cfg.cluster_column], pa.string())
+        cluster = _as_strings(table, cfg.cluster_column, "cluster", source)
     else:
         cluster = pa.nulls(n, pa.string())
     return pa.table(
@@ -285,6 +301,23 @@ def _normalise(table: pa.Table, split: str | None, cfg: DataConfig, source: str)
             "cluster": cluster,
         }
     )
+
+
+def _is_scalar_type(t: pa.DataType) -> bool:
+    """One value per row that reads as a label: text, an integer, a number, a boolean (dictionary of these)."""
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    return any(check(t) for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer,
+                                      pa.types.is_floating, pa.types.is_boolean, pa.types.is_null))  # fmt: skip
+
+
+def _as_strings(table: pa.Table, column: str, role: str, source: str) -> pa.ChunkedArray:
+    """A split, language or cluster column as strings, or one line naming it when it holds lists or records."""
+    col = table[column]
+    if not _is_scalar_type(col.type):
+        fix = "data.split_column in pipeline.yaml" if role == "split" else f"--{role}-column"
+        raise ProdcatError(f"{role} column '{column}' in {source} holds {col.type}: give one value per row "
+                           f"(text or a number), or pick another column with {fix}")  # fmt: skip
+    return pc.cast(col, pa.string())
 
 
 def _encode_labels(table: pa.Table, names: list[str] | None, cfg: DataConfig) -> tuple[pa.Table, list[str]]:

@@ -19,10 +19,11 @@ from .data import Dataset, load_dataset
 from .encode_pool import encode_piece, encode_workers, encoder_pool
 from .encoders import identify, load_encoder, resolve_device
 from .errors import CacheCorrupt
+from .locks import folder_lock
 from .progress import progress_bar
 from .reader import CachedDataset, open_index
 from .store import VectorStore, cache_folder, cache_key, library_versions
-from .text import PREPROCESSING, preprocess_texts, text_hashes
+from .text import PREPROCESSING, checksum_file, preprocess_texts, text_hashes
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class EmbedResult:
     language_detected: bool
     split_made: bool
     cached: CachedDataset
+    repaired: list[str] = field(default_factory=list)  # damaged shard files re-encoded in this call
     parts: list[EmbedResult] = field(default_factory=list)  # one per encoder of a comma list (counts are sums)
 
     @property
@@ -67,8 +69,17 @@ def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = 
 
 
 def _embed_one(config: PipelineConfig, ds, show_progress: bool | None, t0: float) -> EmbedResult:
-    """`embed` for one encoder, given the loaded dataset."""
-    store = _open_store(config)
+    """`embed` for one encoder, given the loaded dataset: the cache is locked throughout, and its manifest is
+    read only once the lock is held, so concurrent embeds into one cache run one after the other, each
+    appending to what the other wrote (a second one says whom it waits for)."""
+    identity = identify(config.encoder.model)
+    folder = cache_folder(identity, config.encoder, config.cache)
+    with folder_lock(folder, what="the cache", wait=True):
+        return _embed_locked(config, ds, show_progress, t0, _open_store(config, identity, folder))
+
+
+def _embed_locked(config: PipelineConfig, ds, show_progress: bool | None, t0: float, store) -> EmbedResult:
+    repaired = _repair_shards(store, config, show_progress)
     uniques, row_unique, hashes = _distinct_titles(ds)
     positions = pc.index_in(hashes, value_set=store.hashes())  # each distinct title's vector, null = missing
     missing = np.flatnonzero(pc.is_null(positions).to_numpy(zero_copy_only=False))
@@ -92,6 +103,7 @@ def _embed_one(config: PipelineConfig, ds, show_progress: bool | None, t0: float
         encoded=len(missing),
         reused=len(uniques) - len(missing),
         shards_written=shards_written,
+        repaired=repaired,
         seconds=time.perf_counter() - t0,
         encode_seconds=encode_seconds,
         language_detected=ds.language_detected,
@@ -120,9 +132,8 @@ def _embed_parts(config: PipelineConfig, show_progress: bool | None) -> EmbedRes
     )
 
 
-def _open_store(config: PipelineConfig) -> VectorStore:
-    identity = identify(config.encoder.model)
-    folder = cache_folder(identity, config.encoder, config.cache)
+def _open_store(config: PipelineConfig, identity, folder: Path) -> VectorStore:
+    """The cache's store (the caller holds its lock), stale temporaries of killed writers removed."""
     header = {
         "encoder": {"name": identity.name, "path": identity.path, "fingerprint": identity.fingerprint},
         "dim": None,
@@ -131,9 +142,40 @@ def _open_store(config: PipelineConfig) -> VectorStore:
         "preprocessing": PREPROCESSING,
     }
     store = VectorStore.open(folder, key=cache_key(identity, config.encoder, config.cache), create=header)
-    if folder.exists():
-        remove_stale_temporaries(folder)
+    remove_stale_temporaries(folder)
     return store
+
+
+def _repair_shards(store: VectorStore, config: PipelineConfig, show_progress: bool | None) -> list[str]:
+    """Check every shard's content; re-encode the titles of a vector file that fails its checksum (its
+    metadata file names them, row for row), so every row index pointing into it stays valid. A damaged
+    metadata file cannot be repaired that way and is reported. Shards recorded with the sha256 of caches
+    before prodcat 0.11 get xxh3 checksums."""
+    import pyarrow.parquet as pq
+
+    bad = store.damaged_files()
+    for i, name, why in bad:
+        if name == store.manifest["shards"][i]["meta"]:
+            raise CacheCorrupt(
+                f"cache file {store.folder / name} is corrupt ({why}); its titles are lost: delete the folder "
+                f"{store.folder} and run `prodcat embed` to rebuild it"
+            )
+    for i in sorted({i for i, _, _ in bad}):
+        entry = store.manifest["shards"][i]
+        log.warning("%s is damaged: re-encoding its %d titles", store.folder / entry["emb"], entry["rows"])
+        texts = pq.ParquetFile(store.folder / entry["meta"]).read(columns=["text"])["text"].to_pylist()
+        vectors = _encode_texts(store, config, texts, show_progress)
+        store.replace_vectors(i, vectors.astype(np.dtype(store.manifest["dtype"]), copy=False))
+    upgraded = False
+    for entry in store.manifest["shards"]:
+        if "xxh3" not in entry or "meta_xxh3" not in entry:
+            entry.pop("sha256", None)
+            entry["xxh3"] = checksum_file(store.folder / entry["emb"])
+            entry["meta_xxh3"] = checksum_file(store.folder / entry["meta"])
+            upgraded = True
+    if upgraded:
+        store.save_manifest()
+    return [store.manifest["shards"][i]["emb"] for i in sorted({i for i, _, _ in bad})]
 
 
 def _distinct_titles(ds: Dataset) -> tuple[list[str], np.ndarray, pa.Array]:
@@ -166,6 +208,7 @@ def _write_row_index(
         "fingerprint": ds.fingerprint,
         "source": ds.source,
         "index": index_name,
+        "index_xxh3": checksum_file(store.folder / index_name),
         "rows": len(ds),
         "unique_texts": n_unique,
         "label_names": ds.label_names,
@@ -188,39 +231,19 @@ def _encode_missing(
     show_progress: bool | None,
 ) -> tuple[float, int]:
     """Encode `texts` shard by shard; a writer thread saves shard i while shard i+1 is encoded."""
-    device = resolve_device(config.encoder.device or config.train.device)
-    model = load_encoder(config.encoder.model, device=device, precision=config.encoder.precision)
-    dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    dim = dim_fn()
-    if store.manifest["dim"] is None:
-        store.manifest["dim"] = int(dim)
-        store.manifest["encoder"]["device"] = device
-    elif store.manifest["dim"] != dim:
-        raise CacheCorrupt(
-            f"encoder gives {dim}-d vectors but the cache at {store.folder} holds {store.manifest['dim']}-d; "
-            "delete it to rebuild"
-        )
     dtype = np.dtype(config.cache.dtype)
     shard_size = config.cache.shard_size
-    step = max(config.encoder.batch_size * 8, 1)  # titles per encode call: progress granularity
     encode_seconds, shards = 0.0, 0
-    workers = encode_workers(model, config, device)
-    kwargs = {"batch_size": config.encoder.batch_size, "normalize_embeddings": config.encoder.normalize}
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="prodcat-writer") as writer,
         progress_bar(len(texts), "embed", "titles", show_progress) as advance,
-        encoder_pool(model, workers) as pool,
+        _Encoding(store, config) as encode,
     ):
         pending = None
         for start in range(0, len(texts), shard_size):
             chunk = texts[start : start + shard_size]
-            out = np.empty((len(chunk), dim), dtype=dtype)
             t = time.perf_counter()
-            pieces = [(chunk[s : s + step], kwargs) for s in range(0, len(chunk), step)]
-            results = pool.imap(encode_piece, pieces) if pool is not None else map(encode_piece, pieces)
-            for s, vectors in zip(range(0, len(chunk), step), results, strict=True):
-                out[s : s + len(vectors)] = vectors
-                advance(len(vectors))
+            out = encode(chunk, dtype, advance)
             encode_seconds += time.perf_counter() - t
             if pending is not None:
                 pending.result()  # at most one shard in flight; errors surface here
@@ -229,3 +252,50 @@ def _encode_missing(
         if pending is not None:
             pending.result()
     return encode_seconds, shards
+
+
+def _encode_texts(store: VectorStore, config: PipelineConfig, texts: list[str], show_progress: bool | None):
+    """`texts` encoded as the cache stores them (a repair of one shard)."""
+    with progress_bar(len(texts), "re-encode", "titles", show_progress) as advance, _Encoding(store, config) as encode:
+        return encode(texts, np.dtype(store.manifest["dtype"]), advance)
+
+
+class _Encoding:
+    """The encoder (checked against the cache's dimension) and its worker pool, for the `with` block: calling
+    it encodes a list of titles into one array, in pieces of batch_size x 8 titles (progress granularity)."""
+
+    def __init__(self, store: VectorStore, config: PipelineConfig):
+        self.store, self.config = store, config
+
+    def __enter__(self):
+        config, store = self.config, self.store
+        device = resolve_device(config.encoder.device or config.train.device)
+        model = load_encoder(config.encoder.model, device=device, precision=config.encoder.precision,
+                             trust_remote_code=config.encoder.trust_remote_code)  # fmt: skip
+        dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = dim = dim_fn()
+        if store.manifest["dim"] is None:
+            store.manifest["dim"] = int(dim)
+            store.manifest["encoder"]["device"] = device
+        elif store.manifest["dim"] != dim:
+            raise CacheCorrupt(
+                f"encoder gives {dim}-d vectors but the cache at {store.folder} holds {store.manifest['dim']}-d; "
+                "delete it to rebuild"
+            )
+        self.step = max(config.encoder.batch_size * 8, 1)
+        self.kwargs = {"batch_size": config.encoder.batch_size, "normalize_embeddings": config.encoder.normalize}
+        self._pool_cm = encoder_pool(model, encode_workers(model, config, device))
+        self.pool = self._pool_cm.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._pool_cm.__exit__(*exc)
+
+    def __call__(self, texts: list[str], dtype, advance) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=dtype)
+        pieces = [(texts[s : s + self.step], self.kwargs) for s in range(0, len(texts), self.step)]
+        results = self.pool.imap(encode_piece, pieces) if self.pool is not None else map(encode_piece, pieces)
+        for s, vectors in zip(range(0, len(texts), self.step), results, strict=True):
+            out[s : s + len(vectors)] = vectors
+            advance(len(vectors))
+        return out

@@ -74,20 +74,47 @@ def identify(name: str) -> EncoderIdentity:
 
 
 def resolve_device(device: str | None = None) -> str:
-    """The device to run on: the one asked for, else CUDA when present, else CPU."""
+    """The device to run on: the one asked for (well-formed and present here, else one line saying what is
+    available), else CUDA when present, else CPU."""
     import torch
 
-    if device:
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ProdcatError(f"device '{device}' asked for, but CUDA is not available here; use --device cpu")
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    from .config import _check_device
+
+    try:
+        _check_device(device)
+    except ValueError as exc:
+        raise ProdcatError(str(exc)) from None
+    if device == "cpu":
         return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = device.partition(":")
+    backend = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None), "mps": torch.backends.mps}[kind]
+    count = (backend.device_count() if kind != "mps" else 1) if backend is not None and backend.is_available() else 0
+    if not count:
+        raise ProdcatError(f"device '{device}' asked for, but no {kind} device is available here; use --device cpu")
+    if index and int(index) >= count:
+        raise ProdcatError(
+            f"device '{device}': this machine has {count} {kind} device(s), {kind}:0 to {kind}:{count - 1}"
+        )
+    return device
 
 
-def load_encoder(name: str, *, device: str | None = None, precision: str = "auto", light: bool = False):
+def load_encoder(
+    name: str,
+    *,
+    device: str | None = None,
+    precision: str = "auto",
+    light: bool = False,
+    trust_remote_code: bool = False,
+):
     """A SentenceTransformer for `name`: use-multilingual, minilm, a hub id or a local path. With `light`
     (inference), use-multilingual comes as a LightUseEncoder: the same vectors without importing
-    sentence-transformers (~5 s), which is most of a one-title `prodcat predict`."""
+    sentence-transformers (~5 s), which is most of a one-title `prodcat predict`.
+
+    Loading never runs code that came with the model unless `trust_remote_code` (`--trust-remote-code`): a
+    local folder whose modules.json names a class outside sentence-transformers is refused, and a saved
+    folder of prodcat's own USE module is rebuilt from an allow-list (see _load_own_modules)."""
     name = canonical_name(name)
     if light and name == USE_NAME:
         return light_use_encoder()
@@ -100,8 +127,17 @@ def load_encoder(name: str, *, device: str | None = None, precision: str = "auto
 
         return SentenceTransformer(modules=[UniversalSentenceEncoder()], device="cpu")
     path = str(_package_dir(name)) if name == MINILM_NAME else name
+    modules = _saved_modules(path)
+    if any(m["type"] in OWN_MODULES for m in modules):
+        return _load_own_modules(path, modules)
+    foreign = [m["type"] for m in modules if not m["type"].startswith("sentence_transformers.")]
+    if foreign and not trust_remote_code:
+        raise ProdcatError(
+            f"encoder folder {path} names code outside sentence-transformers ({foreign[0]}); prodcat does not run a "
+            "model's own code: pass --trust-remote-code if you trust this folder"
+        )
     try:
-        model = SentenceTransformer(path, device=device, trust_remote_code=_is_own_module(path))
+        model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
     except Exception as exc:  # hub unreachable, bad path, not a sentence-transformers model
         raise ProdcatError(
             f"cannot load encoder '{name}': {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
@@ -115,10 +151,66 @@ def load_encoder(name: str, *, device: str | None = None, precision: str = "auto
     return model
 
 
-def _is_own_module(path: str) -> bool:
-    """A saved model whose modules are prodcat's own (e.g. the USE wrapper) may import them."""
-    modules = Path(path) / "modules.json"
-    return modules.is_file() and '"prodcat_pipeline.' in modules.read_text(encoding="utf-8")
+# modules.json types prodcat builds itself, from its own installed code (never from the model folder)
+OWN_MODULES = ("prodcat_pipeline.use_module.UniversalSentenceEncoder",)
+MAX_MODULES_JSON = 1 << 20
+
+
+def _saved_modules(path: str) -> list[dict]:
+    """The entries of a local model folder's modules.json ([] for a hub id or a folder without one)."""
+    import json
+
+    file = Path(path) / "modules.json"
+    if not file.is_file():
+        return []
+    try:
+        if file.stat().st_size > MAX_MODULES_JSON:
+            raise ValueError(f"larger than {MAX_MODULES_JSON:,} bytes")
+        modules = json.loads(file.read_text(encoding="utf-8"))
+        if not isinstance(modules, list) or not all(isinstance(m, dict) and isinstance(m.get("type"), str)
+                                                    for m in modules):  # fmt: skip
+            raise ValueError("not a list of modules with a 'type'")
+    except (OSError, ValueError) as exc:
+        raise ProdcatError(f"cannot load encoder folder {path}: modules.json is unreadable ({exc})") from exc
+    return modules
+
+
+def _load_own_modules(path: str, modules: list[dict]):
+    """A saved folder of prodcat's USE module (optionally followed by Normalize), rebuilt from the allow-list:
+    the class comes from the installed prodcat, its settings from config.json (threads only); anything else
+    in such a folder is refused."""
+    import json
+
+    from sentence_transformers import SentenceTransformer
+
+    from .use_module import UniversalSentenceEncoder
+
+    built = []
+    for m in modules:
+        kind = m["type"]
+        if kind in OWN_MODULES:
+            try:
+                cfg = json.loads((Path(path) / (m.get("path") or "") / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                cfg = {}
+            threads = cfg.get("threads") if isinstance(cfg, dict) else None
+            built.append(UniversalSentenceEncoder(threads if type(threads) is int and 0 < threads <= 1024 else None))
+        elif kind.startswith("sentence_transformers.") and kind.rsplit(".", 1)[-1] == "Normalize":
+            built.append(_normalize_module())
+        else:
+            raise ProdcatError(
+                f"encoder folder {path} combines prodcat's USE module with {kind}; prodcat loads such a folder only "
+                "with Normalize after it"
+            )
+    return SentenceTransformer(modules=built, device="cpu")
+
+
+def _normalize_module():
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Normalize
+    return Normalize()
 
 
 _LIGHT_USE: list = []  # the process's one LightUseEncoder, once made (its model loads once)

@@ -57,7 +57,7 @@ def evaluate(
     y = _model_label_ids(cached, model.label_names, mask)
     vec, langs = cached.column("vec")[mask], cached.column("language")[mask]
     pred = np.concatenate([
-        model.proba(cached.store.gather(vec[s : s + PROBA_ROWS]), langs[s : s + PROBA_ROWS]).argmax(1)
+        _finite(model.proba(cached.store.gather(vec[s : s + PROBA_ROWS]), langs[s : s + PROBA_ROWS]), run).argmax(1)
         for s in range(0, len(vec), PROBA_ROWS)
     ]) if len(vec) else np.zeros(0, dtype=np.int64)  # fmt: skip
     tc = model.config.train
@@ -69,6 +69,13 @@ def evaluate(
     out_dir = Path(out) if out else _default_out(Path(run), cached.dataset.get("source"), split)
     report = _write(out_dir, metrics, y, pred, model.label_names)
     return EvalResult(out_dir, split, metrics, report, built)
+
+
+def _finite(proba: np.ndarray, run) -> np.ndarray:
+    if not np.isfinite(proba).all():
+        raise ProdcatError(f"the model at {run} gives non-finite probabilities (NaN or inf in its weights?); "
+                           "retrain it, e.g. with a lower --lr")  # fmt: skip
+    return proba
 
 
 def _eval_config(config, data, overrides: dict | None, cache_dir: str | None):

@@ -46,9 +46,11 @@ def autocast_dtype(tc, device: str):
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    """Row-wise softmax; overflowing logits (a broken head) give NaN rows, which callers refuse."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = logits - logits.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
 
 
 def evaluate_head(

@@ -15,6 +15,7 @@ import numpy as np
 from .config import KnnConfig, PipelineConfig
 from .errors import ProdcatError
 from .metrics import macro_f1_fast
+from .run_dirs import holds_run_folders, prepare_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class KnnClassifier:
         if X.shape[1] != self.index_.d:
             raise ProdcatError(f"X has {X.shape[1]} columns but the k-NN index holds {self.index_.d}-d vectors")
         t = time.perf_counter()
-        sims, ids = self.index_.search(X, int(k or self.k))
+        sims, ids = self.index_.search(X, max(1, min(int(k or self.k), self.index_.ntotal)))  # no -1 padding
         self.search_seconds_ = time.perf_counter() - t
         return sims, ids
 
@@ -250,6 +251,7 @@ def _choose(clf: KnnClassifier, kc: KnnConfig, val, candidates=None) -> tuple[di
     return how, table, (sims, ids)
 
 
+@holds_run_folders
 def knn_eval(
     config: PipelineConfig | None = None,
     *,
@@ -271,13 +273,13 @@ def knn_eval(
 
     config = config or load_config()
     out = Path(out or Path(config.out) / "knn")
-    from .run_dirs import prepare_run_folder
-
     prepare_run_folder(out, overwrite=overwrite)
     if cached is None:
         cached, _ = open_cache(config, columns=TRAINING_COLUMNS, show_progress=show_progress)
     X_train, y_train = cached.split_arrays("train")
     kc = config.knn
+    if kc.k is not None and kc.k > len(X_train) > 0:  # the search is capped at the train size (kneighbors)
+        log.warning("knn.k=%d is more than the %d training rows: every training row votes", kc.k, len(X_train))
     clf = KnnClassifier.from_config(kc).fit(X_train, y_train, n_classes=len(cached.label_names))
     val = cached.split_arrays("validation") if cached.mask("validation").any() else None
     how, table, neighbours = _choose(clf, kc, val, candidates)

@@ -43,7 +43,7 @@ class HeadModel:
         self.label_names = list(self.ckpt["label_names"])
         self.cache_key, self.encoder = self.ckpt["cache_key"], self.ckpt["encoder"]
         self.languages = list(self.ckpt["languages"])
-        self.head = head_from_checkpoint(self.ckpt, device)
+        self.head = head_from_checkpoint(self.ckpt, device, source=path if path.is_file() else path / "best.pt")
         self.device = device
         self.name = self.ckpt["head"]
 

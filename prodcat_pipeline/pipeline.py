@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import PipelineConfig
+from .run_dirs import holds_run_folders, prepare_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ class RunResult:
     encoded: int
 
 
+@holds_run_folders
 def run(
     config: PipelineConfig | None = None, *, show_progress: bool | None = None, overwrite: bool = False
 ) -> RunResult:
@@ -38,8 +40,6 @@ def run(
     config = config or load_config()
     out = Path(config.out)
     head_configs = {head: config.for_head(head) for head in config.heads}  # bad settings fail before any work
-    from .run_dirs import prepare_run_folder
-
     prepare_run_folder(out, overwrite=overwrite)
     t = time.perf_counter()
     embedded = embed(config, show_progress=show_progress)

@@ -180,7 +180,11 @@ def _json_batches(spec: InputSpec, batch_rows: int) -> Iterator[InputBatch]:
             try:
                 record = json.loads(raw)
                 reason = None if isinstance(record, dict) else "not a JSON object"
-            except (ValueError, UnicodeDecodeError):
+                if b"\\ud" in raw.lower() and reason is None:  # a \uD800-style escape may leave a lone surrogate
+                    json.dumps(record, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                record, reason = {}, f"not valid Unicode (a lone surrogate, line {number})"
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 record, reason = {}, "blank line" if not raw.strip() else f"unreadable JSON (line {number})"
             record = record if isinstance(record, dict) else {}
             title = record.get(spec.text_column)
@@ -214,7 +218,7 @@ class PredictionWriter:
         if not rows:
             return
         if self.fmt == "jsonl":
-            self.fh.write("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
+            self.fh.write("".join(_json_line(r) + "\n" for r in rows))
         elif self.fmt == "csv":
             if self._csv is None:
                 self._csv = csv.writer(self.fh)
@@ -259,6 +263,17 @@ class PredictionWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _json_line(row: dict) -> str:
+    """One JSON line; a kept column's NaN/inf becomes null and a value JSON has no type for (a date, bytes)
+    its text, so the line is always valid JSON."""
+    try:
+        return json.dumps(row, ensure_ascii=False, allow_nan=False, default=str)
+    except ValueError:
+        from .atomic import json_safe
+
+        return json.dumps(json_safe(row), ensure_ascii=False, allow_nan=False, default=str)
 
 
 def _csv_cell(v):

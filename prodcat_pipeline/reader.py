@@ -62,7 +62,8 @@ def load_cache(config: PipelineConfig, *, columns: list[str] | None = None, veri
     """Open the cache of `config.data` encoded with `config.encoder` (memory-mapped; nothing is encoded).
 
     Raises CacheMissing when there is no cache or no row index for this dataset yet (run `embed`), and
-    CacheCorrupt when a file is damaged. `columns` limits the row metadata read (default: all of row_id,
+    CacheCorrupt when a file is damaged (`verify`: every shard's content is checked now; otherwise each file is
+    checked on first use, see VectorStore). `columns` limits the row metadata read (default: all of row_id,
     text_hash, split, label, language, cluster, vec). A comma list of encoders opens each one's cache and
     combines them (prodcat_pipeline.combined): `vec` is then the row number, `store` a CombinedStore.
     """
@@ -102,6 +103,13 @@ def open_index(store: VectorStore, entry: dict, columns: list[str] | None = None
     repair = f"run `prodcat embed` on the dataset again to rewrite it (or delete {path})"
     if not path.exists():
         raise CacheCorrupt(f"dataset index {path} listed in the manifest is missing; {repair}")
+    recorded = entry.get("index_xxh3")
+    if recorded is not None and entry["index"] not in store.verified:
+        from .text import checksum_file
+
+        if checksum_file(path) != recorded:
+            raise CacheCorrupt(f"dataset index {path} is corrupt (checksum mismatch); {repair}")
+        store.verified.add(entry["index"])
     try:  # not read_table: that imports pyarrow.dataset and pandas (~0.5 s)
         rows = pq.ParquetFile(path).read(columns=columns)
     except (OSError, pa.ArrowInvalid, KeyError) as exc:
@@ -134,12 +142,16 @@ class ShardedVectors:
 
     Gathering across many shards costs a few small ops per shard and batch; `consolidate()` copies the
     shards into one contiguous tensor (the trainer calls it after its first step, so start-up is not
-    delayed) and later steps take rows with one index_select.
+    delayed) and later steps take rows with one index_select. The shards' checksums are verified in the
+    background from construction on; `consolidate()` raises CacheCorrupt if one fails.
     """
 
     def __init__(self, store: VectorStore):
         import torch
 
+        # every shard is used: their checksums are checked on a thread (xxh3 releases the GIL) while start-up
+        # and the first step run, and consolidate() waits for the result before any later step
+        self._verified = _Background(store.verify_shards, meta=False)
         # copy-on-write maps are writable as far as torch can tell (no warning) and never touch the file
         self._maps = [np.load(store.shard_path(i), mmap_mode="c") for i in range(len(store.manifest["shards"]))]
         self.arrays = [torch.from_numpy(m) for m in self._maps]
@@ -153,6 +165,7 @@ class ShardedVectors:
         batches kept re-touching every mapped page while the copy ran.)"""
         import torch
 
+        self._verified.wait()  # a damaged shard stops training here, before anything is saved
         if len(self.arrays) > 1:
             merged = torch.empty((int(self.offsets[-1]), self.dim), dtype=self.dtype)
             for i, (arr, mapped) in enumerate(zip(self.arrays, self._maps, strict=True)):
@@ -172,6 +185,28 @@ class ShardedVectors:
             sel = (shard == i).nonzero().squeeze(1)
             out[sel] = arrays[i].index_select(0, vec.index_select(0, sel) - self.offsets[i])
         return out
+
+
+class _Background:
+    """fn(*args, **kwargs) on a daemon thread; wait() joins it and re-raises what it raised."""
+
+    def __init__(self, fn, *args, **kwargs):
+        import threading
+
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True, name="prodcat-verify")
+        self._thread.start()
+
+    def _run(self, fn, args, kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def training_vectors(store):

@@ -50,6 +50,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def checksum_file(path: str | os.PathLike) -> str:
+    """xxh3-128 of a file's bytes, hex: the cache's checksum (hashed straight from the page cache via mmap)."""
+    import mmap
+
+    import xxhash
+
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return xxhash.xxh3_128_hexdigest(b"")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return xxhash.xxh3_128_hexdigest(m)
+
+
 def hash_folder(folder: Path) -> str:
     """sha256 over every file's relative name and bytes (README and dot-files excluded), 20 hex digits."""
     h = hashlib.sha256()

@@ -7,6 +7,7 @@ schedule (and --resume) -> epochs (sample, step, evaluate, checkpoint) -> final 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from .heads import build_head, head_args
 from .inference import autocast_dtype, evaluate_head, predict_logits
 from .progress import progress_bar
 from .reader import CachedDataset
-from .run_dirs import prepare_run_folder, prune_epoch_checkpoints
+from .run_dirs import holds_run_folders, prepare_run_folder, prune_epoch_checkpoints
 from .sampling import LanguageSampler, pair_with_cluster_mates
 from .training_data import TrainingData, build_training_data
 
@@ -39,6 +40,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
+@holds_run_folders
 def train(
     config: PipelineConfig | None = None,
     *,
@@ -51,8 +53,8 @@ def train(
 ) -> TrainResult:
     """Train `config.train.head` on the cached vectors of `config.data`; write checkpoints, metrics.json and
     config.yaml into `out` (default `<config.out>/<head>`; a folder holding a run is refused unless `resume`
-    continues it or `overwrite` clears it). `on_epoch(record)` is called after each epoch with
-    its history record (epoch, loss, val_macro_f1, ...); an exception it raises stops training (tune's pruning).
+    continues it or `overwrite` clears it). `on_epoch(record)` is called after each epoch with its history
+    record (epoch, loss, val_macro_f1, ...); an exception it raises stops training (tune's pruning).
 
     Example:
         >>> from prodcat_pipeline import load_config, train
@@ -68,19 +70,17 @@ def train(
     tc: TrainConfig = config.train
     out = Path(out or Path(config.out) / tc.head)
     prepare_run_folder(out, overwrite=overwrite, resume=resume)  # before any work: a refusal costs nothing
+    device = resolve_device(tc.device)  # a missing GPU fails before any encoding
     cache_built = False
     if cached is None:
         cached, cache_built = open_cache(config, columns=TRAINING_COLUMNS, show_progress=show_progress)
-    device = resolve_device(tc.device)
     data = build_training_data(cached, tc, device)
 
     head, args = _make_head(tc, data, device)
     if tc.teacher and tc.kl_weight > 0:
         data.teacher = _teacher_logits(tc.teacher, data, device)
     optimizer, scheduler, scaler, amp_dtype = _optimizer(head, tc, data.n_rows, device)
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
-    if resume:
-        state = _resume(out, cached, config, args, head, optimizer, scheduler, scaler)
+    state = _resume(out, cached, config, args, head, optimizer, scheduler, scaler) if resume else _fresh_state()
 
     meta = checkpoint_meta(config, cached, args, data.languages)
 
@@ -109,6 +109,7 @@ def train(
             on_first_step=lambda: first_step.setdefault("at", (time.perf_counter(), time.time())),
         )  # fmt: skip
         seconds = round(time.perf_counter() - t_epoch, 3)  # the training pass alone, as train_seconds sums it
+        _check_finite(loss, epoch, tc)  # before any checkpoint: a diverged head never becomes best.pt or last.pt
         val = evaluate("validation") if "validation" in splits else {"macro_f1": None}
         record = {"epoch": epoch, "loss": loss, "val_macro_f1": val["macro_f1"], "val_micro_f1": val.get("micro_f1")}
         record |= {"lr": scheduler.get_last_lr()[0], "seconds": seconds}
@@ -304,7 +305,7 @@ def _teacher_logits(run: str, data: TrainingData, device: str):
 
     from .checkpoint import head_from_checkpoint
 
-    teacher = head_from_checkpoint(load_checkpoint(run, data.cached), device)
+    teacher = head_from_checkpoint(load_checkpoint(run, data.cached), device, source=run)
     return torch.from_numpy(predict_logits(teacher, data.train_vectors(), data.lang_np, device)).to(device)
 
 
@@ -332,8 +333,14 @@ def _optimizer(head, tc: TrainConfig, n_rows: int, device: str):
 
 
 def _resume(out: Path, cached, config: PipelineConfig, args: dict, head, optimizer, scheduler, scaler) -> dict:
-    """Restore head, optimizer, schedule and loop state from `out/last.pt`; returns the loop state."""
+    """Restore head, optimizer, schedule and loop state from `out/last.pt`, the one checkpoint that is always
+    consistent (written last in each epoch); returns the loop state. A run killed before its first last.pt
+    starts again from epoch 1 (its best.pt, if any, is overwritten by the new epoch 1), so `--resume` can
+    always be repeated after an interrupt."""
     tc = config.train
+    if not (out / "last.pt").exists():
+        log.warning("%s holds no last.pt (killed before its first epoch ended?): training starts from epoch 1", out)
+        return _fresh_state()
     ckpt = load_checkpoint(out, cached, which="last")
     check_compatible(ckpt, tc.head, args, str(out))
     head.load_state_dict(ckpt["head_state"])
@@ -349,6 +356,20 @@ def _resume(out: Path, cached, config: PipelineConfig, args: dict, head, optimiz
         )  # fmt: skip
     log.info("resuming %s after epoch %d", out, ckpt["state"]["epoch"])
     return ckpt["state"]
+
+
+def _fresh_state() -> dict:
+    return {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+
+
+def _check_finite(loss: float, epoch: int, tc: TrainConfig) -> None:
+    if not math.isfinite(loss):
+        from .errors import ProdcatError
+
+        raise ProdcatError(
+            f"training diverged: the mean loss of epoch {epoch} is {loss} (lr {tc.lr:g}); nothing of this epoch was "
+            "saved: lower --lr" + (" or drop --amp" if tc.amp else "")
+        )
 
 
 def _fmt(value) -> str:

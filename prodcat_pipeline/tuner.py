@@ -19,6 +19,7 @@ from pathlib import Path
 from .config import PipelineConfig
 from .errors import ProdcatError
 from .reader import CachedDataset
+from .run_dirs import holds_run_folders, prepare_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class TuneResult:
     best_val_macro_f1: float
 
 
+@holds_run_folders
 def tune(
     config: PipelineConfig | None = None, *, out: str | Path | None = None, show_progress=None, overwrite: bool = False
 ) -> TuneResult:
@@ -56,8 +58,6 @@ def tune(
         if head != "knn":
             config.for_head(head)
             _import_optuna()
-    from .run_dirs import prepare_run_folder
-
     prepare_run_folder(out, overwrite=overwrite)
     cached, _ = open_cache(config, columns=TRAINING_COLUMNS, show_progress=show_progress)
     if not cached.mask("validation").any():

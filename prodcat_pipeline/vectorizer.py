@@ -27,10 +27,10 @@ class TitleVectorizer:
     """
 
     def __init__(self, config: PipelineConfig, identities: list, *, device: str = "cpu", use_cache: bool = True,
-                 batch_size: int | None = None):  # fmt: skip
+                 batch_size: int | None = None, trust_remote_code: bool = False):  # fmt: skip
         from .combined import encoder_weights
 
-        self.config, self.device = config, device
+        self.config, self.device, self.trust_remote_code = config, device, trust_remote_code
         self.names = [identity.name for identity in identities]
         self.weights = encoder_weights(config.encoder) if len(self.names) > 1 else [1.0]
         self.dtype = np.dtype(config.cache.dtype)
@@ -73,7 +73,7 @@ class TitleVectorizer:
     def _encode(self, clean: list[str]) -> list[np.ndarray]:
         """Each encoder's vectors of preprocessed titles, in the cache dtype."""
         if self._encoders is None:
-            self._encoders = load_encoders(self.names, self.config, self.device)
+            self._encoders = load_encoders(self.names, self.config, self.device, self.trust_remote_code)
         return [
             np.asarray(
                 enc.encode(
@@ -88,11 +88,14 @@ class TitleVectorizer:
         ]
 
 
-def load_encoders(names: list[str], config: PipelineConfig, device: str) -> list:
-    """The encoder of each name, for inference (the numpy USE encoder without sentence-transformers' import)."""
+def load_encoders(names: list[str], config: PipelineConfig, device: str, trust_remote_code: bool = False) -> list:
+    """The encoder of each name, for inference (the numpy USE encoder without sentence-transformers' import).
+    `trust_remote_code` comes from the caller, never from the stored `config` of a model someone sent."""
     from . import encoders
 
-    return [encoders.load_encoder(n, device=device, precision=config.encoder.precision, light=True) for n in names]
+    precision = config.encoder.precision
+    return [encoders.load_encoder(n, device=device, precision=precision, light=True,
+                                  trust_remote_code=trust_remote_code) for n in names]  # fmt: skip
 
 
 def _open_part_stores(config: PipelineConfig, identities: list) -> list | None:

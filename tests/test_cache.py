@@ -21,7 +21,7 @@ from prodcat_pipeline.encoders import identify
 from prodcat_pipeline.errors import CacheCorrupt, CacheError, ProdcatError
 from prodcat_pipeline.reader import load_cache
 from prodcat_pipeline.store import MANIFEST, VectorStore
-from prodcat_pipeline.text import preprocess_texts, sha256_file
+from prodcat_pipeline.text import checksum_file, preprocess_texts
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -75,7 +75,8 @@ def test_embed_builds_cache_and_manifest(tmp_path, fake_encoder, make_config):
     assert sum(s["rows"] for s in m["shards"]) == n_unique
     for s in m["shards"]:
         assert s["rows"] <= 64
-        assert sha256_file(res.cache_dir / s["emb"]) == s["sha256"]
+        assert checksum_file(res.cache_dir / s["emb"]) == s["xxh3"]
+        assert checksum_file(res.cache_dir / s["meta"]) == s["meta_xxh3"]
         arr = np.load(res.cache_dir / s["emb"])
         assert arr.dtype == np.float16 and arr.shape == (s["rows"], 16)
         assert pq.read_table(res.cache_dir / s["meta"]).column_names == ["text_hash", "text"]
@@ -441,13 +442,15 @@ def test_corrupt_dataset_index(built):
     load_cache(cfg)
 
 
-def test_flipped_bytes_are_caught_by_verify(built):
+def test_flipped_bytes_are_caught_before_use(built):
     cfg, folder = built
     p = folder / "emb_00000.npy"
     raw = bytearray(p.read_bytes())
     raw[-1] ^= 0xFF
     p.write_bytes(bytes(raw))
-    load_cache(cfg)  # same shape: only the checksum can tell
+    cached = load_cache(cfg)  # same shape: only the checksum can tell, and no vector was read yet
+    with pytest.raises(CacheCorrupt, match="emb_00000.npy is corrupt .checksum mismatch.; run `prodcat embed`"):
+        cached.split_arrays("train")
     with pytest.raises(CacheCorrupt, match="emb_00000.npy is corrupt .checksum"):
         load_cache(cfg, verify=True)
 

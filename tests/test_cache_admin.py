@@ -39,7 +39,8 @@ def manifest_of(folder: Path) -> dict:
 
 
 def files_of(folder: Path) -> dict[str, int]:
-    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    files = (p for p in folder.rglob("*") if p.is_file() and p.name != ".prodcat.lock")
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in files}
 
 
 @pytest.fixture

@@ -537,9 +537,6 @@ def test_cli_train_errors(world, monkeypatch):
     assert_one_error_line(invoke(base + ["--lr_schedule", "foo"]), "train.lr_schedule")
     assert_one_error_line(invoke(base + ["--epochs", "-1"]), "train.epochs")
     assert_one_error_line(invoke(base + ["--lang_loss_weights", "xx=2"]), "'xx'")
-    empty = world.tmp / "empty"
-    empty.mkdir()
-    assert_one_error_line(invoke(train_args(world, empty) + ["--resume"]), "no checkpoint")
 
     three = write_parquet(world.tmp / "three.parquet", _three_label_columns())
     r = invoke(["train", "--data", three, "--cache-dir", world.cache_dir, "--out", world.tmp / "three"])

@@ -3,6 +3,8 @@ and every `--long_option` is also accepted as `--long-option`."""
 
 from __future__ import annotations
 
+import errno
+
 import typer
 from typer.core import TyperCommand, TyperGroup
 
@@ -13,6 +15,11 @@ INTERRUPT_HINTS = {
     "train": "finished epochs are kept; run the same command with --resume to continue",
     "run": "the cache is kept; run the same command with --overwrite to continue (heads are retrained)",
     "predict": "nothing was written to --output (a file appears only when complete)",
+    "knn-eval": "nothing was written; run the same command with --overwrite to start again",
+    "tune": "finished trials are kept in --out; run the same command with --overwrite to start again",
+    "eval": "nothing was written (files appear only when complete)",
+    "export": "nothing was written to --out (the folder appears only when complete)",
+    "ensemble": "nothing was written to --out (the folder appears only when complete)",
 }
 
 
@@ -23,12 +30,52 @@ class Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except ProdcatError as exc:
-            typer.echo(f"Error: {exc}", err=True)
-            raise typer.Exit(1) from None
+            _fail(str(exc))
+        except BrokenPipeError:  # `prodcat predict ... | head`: main() exits quietly
+            raise
+        except OSError as exc:  # permissions, a file where a folder should be, a full or read-only disk ...
+            _fail(os_error_message(exc))
+        except MemoryError as exc:
+            _fail(memory_message(exc))
+        except RuntimeError as exc:  # torch's out-of-memory errors are RuntimeErrors, not MemoryErrors
+            if type(exc).__name__ != "OutOfMemoryError":
+                raise
+            _fail(memory_message(exc))
         except KeyboardInterrupt:
             hint = INTERRUPT_HINTS.get(ctx.invoked_subcommand or "", "everything written so far is kept")
             typer.echo(f"Interrupted: {hint}.", err=True)
             raise typer.Exit(130) from None
+
+
+def _fail(message: str):
+    """One `Error: ...` line on stderr (a message is never split over lines), exit 1."""
+    typer.echo("Error: " + " ".join(message.split("\n")).strip(), err=True)
+    raise typer.Exit(1) from None
+
+
+OS_HINTS = {
+    errno.EACCES: "check its permissions or choose another path",
+    errno.EPERM: "check its permissions or choose another path",
+    errno.EROFS: "the file system is read-only: choose another path",
+    errno.ENOSPC: "the disk is full: free some space or choose another folder",
+    errno.EDQUOT: "the disk quota is used up: free some space or choose another folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "a folder is where a file should be",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """`<what failed>: <path>` (both paths of a rename), plus what to do for the common cases."""
+    what = exc.strerror or (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p not in (None, "")]
+    hint = OS_HINTS.get(exc.errno)
+    return what + (f": {' -> '.join(paths)}" if paths else "") + (f" ({hint})" if hint else "")
+
+
+def memory_message(exc: BaseException) -> str:
+    first = (str(exc).splitlines() or [""])[0].strip()
+    return (f"out of memory{f' ({first[:200]})' if first else ''}: try a smaller --batch-size or --batch-rows, "
+            "or fewer rows at a time")  # fmt: skip
 
 
 class Command(TyperCommand):

@@ -57,6 +57,20 @@ def _resolve(fn, kw: dict, notes: str = ""):
     return config
 
 
+def _check_up_front(config, kw: dict, out: str | Path | None = None):
+    """What would otherwise fail after minutes of encoding: the cache folder, the output folder (`out`) and the
+    devices. Returns `config`."""
+    from .options import check_device, check_target
+
+    if config.cache.dir:  # a read-only cache that holds everything is fine: only its kind is checked here
+        check_target(config.cache.dir, "--cache-dir", folder=True, write=False)
+    if out is not None:
+        check_target(out, "--out", folder=True)
+    for section in ("encoder", "train"):
+        check_device(getattr(config, section).device, "--device" if kw.get("device") else f"{section}.device")
+    return config
+
+
 def _preload_in_background(*modules: str) -> None:
     import importlib.util
     import threading
@@ -82,7 +96,7 @@ def embed_command(**kw):
     _setup_logging(bool(kw.get("verbose")))
     from ..embedder import embed
 
-    result = embed(_resolve(embed_command, kw))
+    result = embed(_check_up_front(_resolve(embed_command, kw), kw))
     typer.echo(
         f"{result.rows:,} rows, {result.unique_texts:,} distinct titles: encoded {result.encoded:,}, "
         f"reused {result.reused:,} from the cache"
@@ -109,6 +123,7 @@ def train_command(**kw):
     from ..trainer import train
 
     config = _resolve(train_command, kw, notes="train")
+    _check_up_front(config, kw, kw.get("out") or Path(config.out) / config.train.head)
     result = train(config, out=kw.get("out"), resume=bool(kw.get("resume")), overwrite=bool(kw.get("overwrite")))
     typer.echo(
         "encoded the dataset into the cache first (later runs reuse it)"
@@ -132,6 +147,7 @@ def knn_eval_command(**kw):
     from ..knn import knn_eval
 
     config = _resolve(knn_eval_command, kw)
+    _check_up_front(config, kw, kw.get("out") or Path(config.out) / "knn")
     result = knn_eval(config, out=kw.get("out"), overwrite=bool(kw.get("overwrite")))
     metrics_table(result.metrics, config.train.lang_top_k)
     knn = result.metrics["knn"]
@@ -161,6 +177,7 @@ def run_command(**kw):
     from ..pipeline import run
 
     config = _resolve(run_command, kw, notes="run")
+    _check_up_front(config, kw, config.out)
     result = run(config, overwrite=bool(kw.get("overwrite")))
     typer.echo(f"embed: {result.encoded:,} titles encoded ({result.embed_seconds:.1f}s; "
                "cached titles are never re-encoded)")  # fmt: skip

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from ..errors import ProdcatError
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ ENCODER = [
          help="One factor per encoder of a --model list, e.g. 1,0.5 (default 1 each)."),
     _opt("cache_dir", "cache.dir", str, "--cache-dir", panel="Encoder and cache",
          help="Cache root (default $PRODCAT_CACHE or ~/.cache/prodcat)."),
+    _opt("trust_remote_code", "encoder.trust_remote_code", bool, "--trust-remote-code/--no-trust-remote-code",
+         panel="Encoder and cache", help="Let a model folder or hub repo run its own code (default: refused)."),
 ]  # fmt: skip
 EMBED = [
     _opt("batch_size", "encoder.batch_size", int, "--batch-size", help="Titles per encode batch (default 128).",
@@ -144,3 +149,44 @@ def with_options(*groups: list[Opt]):
 def config_overrides(fn, kw: dict) -> dict:
     """{"data.path": ..., "train.lr": ...} from the options a command was called with (None = not given)."""
     return {o.key: kw.get(o.name) for o in fn.prodcat_options if o.key is not None}
+
+
+def check_target(path: str | os.PathLike, flag: str, *, folder: bool, write: bool = True) -> Path:
+    """Refuse, before any work, a `flag` path prodcat could not write: a file where a folder goes (or the other
+    way round), a file inside the path, or (with `write`) no write permission where it would be created."""
+    p = Path(path)
+    if p.is_dir() and not folder:
+        raise ProdcatError(f"{flag} {p} is a folder: give a file name such as {p / 'predictions.jsonl'}")
+    if p.exists() and not p.is_dir() and folder:
+        raise ProdcatError(f"{flag} {p} is a file, not a folder: choose a folder")
+    where = p if p.is_dir() else p.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if where.exists() and not where.is_dir():
+        raise ProdcatError(f"{flag} {p}: {where} is a file, not a folder")
+    if write and where.exists() and not os.access(where, os.W_OK | os.X_OK):
+        raise ProdcatError(f"{flag} {p}: cannot write in {where} (read-only or no permission); choose another path")
+    return p
+
+
+def check_device(value: str | None, flag: str = "--device") -> str | None:
+    """A device that is well-formed and present on this machine, else one line naming `flag` (checked before any
+    work: a missing GPU found after encoding would waste the encoding)."""
+    if value is None:
+        return value
+    from ..encoders import resolve_device
+
+    try:
+        return resolve_device(value)
+    except ProdcatError as exc:
+        raise ProdcatError(f"{flag}: {exc}") from None
+    import torch
+
+    kind, _, index = value.partition(":")
+    backend = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None), "mps": torch.backends.mps}[kind]
+    count = (backend.device_count() if kind != "mps" else 1) if backend is not None and backend.is_available() else 0
+    if not count:
+        raise ProdcatError(f"{flag} {value}: no {kind} device is available here; use --device cpu")
+    if index and int(index) >= count:
+        raise ProdcatError(f"{flag} {value}: this machine has {count} {kind} device(s), {kind}:0 to {kind}:{count - 1}")
+    return value

@@ -15,6 +15,7 @@ RunOpt = Annotated[str | None, typer.Option("--run", "-r", rich_help_panel="Mode
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Same as --run.", rich_help_panel="Model")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N.", rich_help_panel="Model")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")]
+MAX_BATCH = 1 << 24  # rows or titles at a time: more is a typo, and would not fit in memory anyway
 
 
 def _model_path(run: str | None, model: str | None) -> str:
@@ -50,6 +51,8 @@ def predict_command(
                           rich_help_panel="Model")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", rich_help_panel="Model",
                         help="Encode every title, even those already in the embedding cache.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", rich_help_panel="Model",
+                                 help="Let the model's encoder run code it ships (default: refused).")] = False,
     device: DeviceOpt = None,
     verbose: VerboseOpt = False,
 ):  # fmt: skip
@@ -62,14 +65,25 @@ def predict_command(
     from ..classifier import Classifier
     from ..predict_io import InputSpec, output_format
     from ..predictor import predict_file
+    from .options import check_device, check_target
 
+    # every flag is checked before the model loads and anything is read or written
     if top_k < 1:
         raise ProdcatError(f"--top-k must be at least 1, got {top_k}")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:  # NaN fails this too
+        raise ProdcatError(f"--threshold must be a probability between 0 and 1, got {threshold}")
+    if batch_rows > MAX_BATCH:
+        raise ProdcatError(f"--batch-rows must be at most {MAX_BATCH:,}, got {batch_rows:,}")
+    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH:
+        raise ProdcatError(f"--batch-size must be between 1 and {MAX_BATCH:,}, got {batch_size:,}")
     output_format(output, format)  # a bad --format or --output fails before the model loads
+    if output != "-":
+        check_target(output, "--output", folder=False)
+    check_device(device)
     keep = tuple(c.strip() for c in (keep_columns or "").split(",") if c.strip())
     spec = InputSpec(input, text_column, id_column, keep, language_column)
     clf = Classifier.from_pretrained(_model_path(run, model), device=device, use_cache=not no_cache,
-                                     batch_size=batch_size)  # fmt: skip
+                                     batch_size=batch_size, trust_remote_code=trust_remote_code)  # fmt: skip
     result = predict_file(clf, spec, output, fmt=format, top_k=top_k, threshold=threshold, batch_rows=batch_rows)
     if output != "-" or verbose:
         typer.echo(f"{result.rows:,} rows: {result.predicted:,} labelled, {result.abstained:,} below the threshold, "
@@ -106,8 +120,14 @@ def eval_command(
     """
     _setup_logging(verbose)
     from ..evaluation import evaluate
+    from .options import check_device, check_target
     from .render import metrics_table
 
+    check_device(device)
+    if out is not None:
+        check_target(out, "--out", folder=True)
+    if cache_dir is not None:
+        check_target(cache_dir, "--cache-dir", folder=True, write=False)
     overrides = {"text_column": text_column, "label_column": label_column, "language_column": language_column}
     result = evaluate(_model_path(run, model), data, split=split, out=out, data_overrides=overrides,
                       cache_dir=cache_dir, device=device)  # fmt: skip
@@ -130,7 +150,9 @@ def export_command(
     """
     _setup_logging(verbose)
     from ..export import export_model
+    from .options import check_target
 
+    check_target(out, "--out", folder=True)
     path = export_model(run, out, overwrite=overwrite)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     typer.echo(f"model: {path} ({size / 1e6:.1f} MB; README.md is its model card)")

@@ -122,17 +122,3 @@ def folder_lock(folder: str | os.PathLike, *, what: str, wait: bool, poll: float
             os.ftruncate(fd, 0)  # released: no holder to name (the file stays; see the module docstring)
     finally:
         os.close(fd)  # closing the descriptor releases the flock
-
-
-def is_locked(folder: str | os.PathLike) -> bool:
-    """Whether another process holds `folder`'s lock right now (a cheap probe; the answer can change)."""
-    path = lock_path(folder)
-    if not path.exists():
-        return False
-    if str(path.resolve()) in _HELD:
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        return not _try_flock(fd)
-    finally:
-        os.close(fd)

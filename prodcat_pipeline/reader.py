@@ -151,7 +151,7 @@ class ShardedVectors:
 
         # every shard is used: their checksums are checked on a thread (xxh3 releases the GIL) while start-up
         # and the first step run, and consolidate() waits for the result before any later step
-        self._verified = _Background(store.verify_shards, meta=False)
+        self._verified = _Background(store.verify_shards, kinds=("emb",))
         # copy-on-write maps are writable as far as torch can tell (no warning) and never touch the file
         self._maps = [np.load(store.shard_path(i), mmap_mode="c") for i in range(len(store.manifest["shards"]))]
         self.arrays = [torch.from_numpy(m) for m in self._maps]

@@ -38,6 +38,7 @@ from .text import PREPROCESSING, checksum_file, sha256_file
 
 FORMAT = "prodcat-cache/1"
 MANIFEST = "manifest.json"
+CHECKSUM_KEYS = {"emb": "xxh3", "meta": "meta_xxh3"}  # where a shard entry records each file's checksum
 MAX_MANIFEST_BYTES = 256 << 20  # ~1M datasets or shards; a larger file is not a manifest prodcat wrote
 
 
@@ -214,16 +215,16 @@ class VectorStore:
             if arr.dtype != np.dtype(self.manifest.get("dtype") or arr.dtype):
                 raise _corrupt(emb, f"dtype {arr.dtype}, manifest says {self.manifest['dtype']}", self.folder)
 
-    def damaged_files(self, shards: list[int] | None = None, meta: bool = True) -> list[tuple[int, str, str]]:
-        """(shard, file name, why) of every listed emb (and meta) file whose content does not match its
-        checksum: all shards, or those in `shards`."""
+    def damaged_files(self, shards: list[int] | None = None, kinds=("emb", "meta")) -> list[tuple[int, str, str]]:
+        """(shard, file name, why) of every listed file of the given kinds (emb: vectors, meta: titles) whose
+        content does not match its checksum: all shards, or those in `shards`."""
         bad = []
         for i in range(len(self.manifest["shards"])) if shards is None else shards:
             entry = self.manifest["shards"][i]
-            for name, key in ((entry["emb"], "xxh3"), (entry["meta"], "meta_xxh3"))[: 2 if meta else 1]:
-                why = self._content_problem(name, entry, key)
+            for kind in kinds:
+                why = self._content_problem(entry[kind], entry, CHECKSUM_KEYS[kind])
                 if why:
-                    bad.append((i, name, why))
+                    bad.append((i, entry[kind], why))
         return bad
 
     def _content_problem(self, name: str, entry: dict, key: str) -> str | None:
@@ -232,9 +233,9 @@ class VectorStore:
         path = self.folder / name
         if key in entry:
             expected, actual = entry[key], _checksum_or_none(path)
-        elif key == "xxh3" and "sha256" in entry:  # a cache written before prodcat 0.11
+        elif key == "xxh3" and "sha256" in entry:  # a cache from before xxh3 checksums: its vectors' sha256
             expected, actual = entry["sha256"], _checksum_or_none(path, sha256_file)
-        else:  # an older cache never recorded it
+        else:  # such a cache recorded nothing for its metadata files
             return None
         if actual is None:
             return "missing or unreadable"
@@ -243,15 +244,15 @@ class VectorStore:
         self.verified.add(name)
         return None
 
-    def verify_shards(self, shards: list[int] | None = None, meta: bool = True) -> None:
-        """Raise CacheCorrupt, naming the file, unless every (given) shard's content matches its checksum."""
-        bad = self.damaged_files(shards, meta)
+    def verify_shards(self, shards: list[int] | None = None, kinds=("emb", "meta")) -> None:
+        """Raise CacheCorrupt, naming the file, unless every (given) shard's files of `kinds` match their checksums."""
+        bad = self.damaged_files(shards, kinds)
         if bad:
             i, name, why = bad[0]
             entry = self.manifest["shards"][i]
             fix = (
                 f"run `prodcat embed` on the data again to re-encode that shard's {entry['rows']:,} titles"
-                if name == entry["emb"] and not self.damaged_files([i])[1:]
+                if name == entry["emb"] and not self.damaged_files([i], kinds=("meta",))
                 else f"delete the folder {self.folder} and run `prodcat embed` to rebuild it"
             )
             raise CacheCorrupt(f"cache file {self.folder / name} is corrupt ({why}); {fix}")
@@ -278,7 +279,7 @@ class VectorStore:
         parts = []
         for i, shard in enumerate(self.manifest["shards"]):
             path = self.folder / shard["meta"]
-            self.verify_shards([i], meta=True) if shard["meta"] not in self.verified else None
+            self.verify_shards([i], kinds=("meta",))
             try:
                 table = pq.ParquetFile(path).read(columns=["text_hash"])
             except (OSError, pa.ArrowInvalid, KeyError) as exc:
@@ -307,7 +308,7 @@ class VectorStore:
             lo, hi = bounds[i], bounds[i + 1]
             if lo == hi:
                 continue
-            self.verify_shards([i], meta=False)
+            self.verify_shards([i], kinds=("emb",))
             dense = (hi - lo) > s["rows"] // 4
             arr = np.load(self.shard_path(i), mmap_mode=None if dense else "r")
             block = take_rows(arr, offset[lo:hi]).astype(dtype, copy=False)

@@ -190,7 +190,8 @@ def _load_own_modules(path: str, modules: list[dict]):
         kind = m["type"]
         if kind in OWN_MODULES:
             try:
-                cfg = json.loads((Path(path) / (m.get("path") or "") / "config.json").read_text(encoding="utf-8"))
+                with open(Path(path) / (m.get("path") or "") / "config.json", "rb") as fh:
+                    cfg = json.loads(fh.read(MAX_MODULES_JSON))  # bounded: a few bytes ({"threads": N})
             except (OSError, ValueError):
                 cfg = {}
             threads = cfg.get("threads") if isinstance(cfg, dict) else None

@@ -123,77 +123,75 @@ def same_run(a: Path, b: Path) -> bool:
 # ---------------------------------------------------------------- the chains
 
 
-def embed_chains(tmp: Path, kills: int, ctrl_cs: int, shard: int, reference: dict, rng, report, limit: float,
-                 finish_after: float = 0.2):  # fmt: skip
-    """Chains of `prodcat embed` runs into fresh caches, each interrupted at random until one finishes (or, with
-    probability `finish_after` after each interrupt, run once more to the end)."""
+def interrupted_chains(name: str, make_cmd, check, window: tuple[float, float], kills: int, ctrl_cs: int, rng, report,
+                       limit: float, finish_after: float = 0.0):  # fmt: skip
+    """Chains of runs of one command, each interrupted at random (SIGKILL or SIGINT `window` seconds after
+    launch) and re-run until a run finishes (or, with probability `finish_after` after an interrupt, re-run
+    once more to the end); then `check(chain)` -> (rows lost, whether it matches the reference).
+    `make_cmd(chain, first)` is the command line of a chain's next run."""
     landed = {"kill": 0, "ctrl-c": 0}
     chain = 0
     while landed["kill"] < kills or landed["ctrl-c"] < ctrl_cs:
         chain += 1
-        cache = tmp / f"embed-chain-{chain}"
-        want_finish = False
+        first, want_finish = True, False
         while True:
             want = [s for s, n in (("kill", kills), ("ctrl-c", ctrl_cs)) if landed[s] < n]
             kind = rng.choice(want) if want and not want_finish else None
-            proc = start(embed_cmd(SAMPLE, cache, shard))
+            proc = start(make_cmd(chain, first))
+            first = False
             if kind is None:
-                out, err = proc.communicate()
+                _, err = proc.communicate()
                 if proc.returncode != 0:
-                    raise SystemExit(f"embed chain {chain}: final run failed: {err[-400:]}")
+                    raise SystemExit(f"{name} chain {chain}: final run failed: {err[-400:]}")
                 break
             sig = signal.SIGKILL if kind == "kill" else signal.SIGINT
-            hit, took, err = signal_at(proc, sig, rng.uniform(0.5, 7.0))
+            hit, took, err = signal_at(proc, sig, rng.uniform(*window))
             if not hit or proc.returncode == 0:  # it finished first (or its work was done): the chain is complete
                 if proc.returncode != 0:
-                    raise SystemExit(f"embed chain {chain}: run failed: {proc.stderr.read()[-400:]}")
+                    raise SystemExit(f"{name} chain {chain}: run failed: {proc.stderr.read()[-400:]}")
                 break
             landed[kind] += 1
             if kind == "ctrl-c":
                 record_ctrl_c(report, proc, took, err, limit)
-            if rng.random() < finish_after:  # end the chain here: its cache is checked, the next starts fresh
+            if rng.random() < finish_after:  # end the chain here: it is checked, the next starts fresh
                 want_finish = True
-        lost, identical = compare(cache_vectors(SAMPLE, cache), reference)
-        report["embed_chains"] += 1
+        lost, matches = check(chain)
+        report[f"{name}_chains"] += 1
         report["rows_lost"] += lost
-        report["mismatches"] += int(not identical)
-        shutil.rmtree(cache, ignore_errors=True)
-    report["embed_kills"] += landed["kill"]
+        report["mismatches"] += int(not matches)
+    report[f"{name}_kills"] += landed["kill"]
     report["ctrl_c"] += landed["ctrl-c"]
+
+
+def embed_chains(tmp: Path, kills: int, ctrl_cs: int, shard: int, reference: dict, rng, report, limit: float):
+    """`prodcat embed` into a fresh cache per chain; each finished cache is compared row by row."""
+
+    def check(chain: int) -> tuple[int, bool]:
+        cache = tmp / f"embed-chain-{chain}"
+        lost, identical = compare(cache_vectors(SAMPLE, cache), reference)
+        shutil.rmtree(cache, ignore_errors=True)
+        return lost, identical
+
+    def cmd(chain: int, first: bool) -> list[str]:
+        return embed_cmd(SAMPLE, tmp / f"embed-chain-{chain}", shard)  # a killed embed resumes by itself
+
+    interrupted_chains("embed", cmd, check, (0.5, 7.0), kills, ctrl_cs, rng, report, limit, finish_after=0.2)
 
 
 def train_chains(tmp: Path, cache: Path, kills: int, ctrl_cs: int, epochs: int, reference: Path, rng, report, limit):
-    """Chains of `prodcat train` runs into fresh folders, each interrupted at random and resumed until done."""
-    landed = {"kill": 0, "ctrl-c": 0}
-    chain = 0
-    while landed["kill"] < kills or landed["ctrl-c"] < ctrl_cs:
-        chain += 1
+    """`prodcat train` into a fresh folder per chain, resumed after each interrupt; the finished run is
+    compared with the uninterrupted one."""
+
+    def check(chain: int) -> tuple[int, bool]:
         out = tmp / f"train-chain-{chain}"
-        first = True
-        while True:
-            want = [s for s, n in (("kill", kills), ("ctrl-c", ctrl_cs)) if landed[s] < n]
-            kind = rng.choice(want) if want else None
-            proc = start(train_cmd(cache, out, epochs, resume=not first))
-            first = False
-            if kind is None:
-                out_, err = proc.communicate()
-                if proc.returncode != 0:
-                    raise SystemExit(f"train chain {chain}: final run failed: {err[-400:]}")
-                break
-            sig = signal.SIGKILL if kind == "kill" else signal.SIGINT
-            hit, took, err = signal_at(proc, sig, rng.uniform(1.0, 8.0))
-            if not hit or proc.returncode == 0:
-                if proc.returncode != 0:
-                    raise SystemExit(f"train chain {chain}: run failed: {proc.stderr.read()[-400:]}")
-                break
-            landed[kind] += 1
-            if kind == "ctrl-c":
-                record_ctrl_c(report, proc, took, err, limit)
-        report["train_chains"] += 1
-        report["mismatches"] += int(not same_run(out, reference))
+        same = same_run(out, reference)
         shutil.rmtree(out, ignore_errors=True)
-    report["train_kills"] += landed["kill"]
-    report["ctrl_c"] += landed["ctrl-c"]
+        return 0, same
+
+    def cmd(chain: int, first: bool) -> list[str]:
+        return train_cmd(cache, tmp / f"train-chain-{chain}", epochs, resume=not first)
+
+    interrupted_chains("train", cmd, check, (1.0, 8.0), kills, ctrl_cs, rng, report, limit)
 
 
 def concurrent_pairs(tmp: Path, pairs: int, shard: int, datasets: list[Path], references: list[dict], rng, report):

@@ -66,6 +66,9 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---|")
     for name, v in times.items():
         print(f"| {name} | {min(v):.2f} | {sorted(v)[len(v) // 2]:.2f} | {', '.join(f'{x:.2f}' for x in v)} |")
+    median = {name: sorted(v)[len(v) // 2] for name, v in times.items()}
+    print(f"\nratio this / base: {min(times['this']) / min(times['base']):.2f}x best, "
+          f"{median['this'] / median['base']:.2f}x median")  # fmt: skip
     return 0
 
 

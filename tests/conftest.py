@@ -64,6 +64,18 @@ class FakeEncoder:
         return self.dim
 
 
+class SlowFakeEncoder(FakeEncoder):
+    """A FakeEncoder that sleeps `delay` seconds per call: for tests that interrupt or race encoding."""
+
+    delay = 0.01
+
+    def encode(self, texts, **kwargs):
+        import time
+
+        time.sleep(self.delay)
+        return super().encode(texts, **kwargs)
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -197,16 +197,12 @@ def test_leaving_early_or_an_exception_kills_the_workers():
 # ---------------------------------------------------------------- real signals to a subprocess
 
 EMBED_SCRIPT = r"""
-import sys, time
+import sys
 sys.path.insert(0, sys.argv[1])
-from conftest import FakeEncoder
+from conftest import SlowFakeEncoder as Slow
 import prodcat_pipeline.embedder as embedder
 
-class Slow(FakeEncoder):
-    def encode(self, texts, **kw):
-        time.sleep(0.1)
-        return super().encode(texts, **kw)
-
+Slow.delay = 0.1
 embedder.load_encoder = lambda *a, **k: Slow()
 from prodcat_pipeline.cli import main
 sys.argv = ["prodcat", *sys.argv[2:]]
@@ -214,15 +210,12 @@ main()
 """
 
 POOL_SCRIPT = r"""
-import sys, time
+import sys
 sys.path.insert(0, sys.argv[1])
-from conftest import FakeEncoder
+from conftest import SlowFakeEncoder as Slow
 from prodcat_pipeline.encode_pool import encode_piece, encoder_pool
 
-class Slow(FakeEncoder):
-    def encode(self, texts, **kw):
-        time.sleep(0.05)
-        return super().encode(texts, **kw)
+Slow.delay = 0.05
 
 pieces = [(["some title"] * 8, {"batch_size": 8, "normalize_embeddings": True})] * 20
 with encoder_pool(Slow(), 2) as pool:

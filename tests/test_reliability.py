@@ -95,17 +95,13 @@ def test_an_unwritable_folder_fails_before_any_work(tmp_path):
 
 
 EMBED_SCRIPT = r"""
-import sys, time
+import sys
 sys.path.insert(0, sys.argv[1])
-from conftest import FakeEncoder
+from conftest import SlowFakeEncoder as Slow
 import prodcat_pipeline.embedder as embedder
 from prodcat_pipeline.config import PipelineConfig
 
-class Slow(FakeEncoder):
-    def encode(self, texts, **kw):
-        time.sleep(0.01)
-        return super().encode(texts, **kw)
-
+Slow.delay = 0.01
 embedder.load_encoder = lambda *a, **k: Slow()
 res = embedder.embed(PipelineConfig.model_validate_json(sys.argv[2]))
 print(res.encoded, res.reused, flush=True)

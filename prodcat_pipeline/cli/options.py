@@ -180,13 +180,3 @@ def check_device(value: str | None, flag: str = "--device") -> str | None:
         return resolve_device(value)
     except ProdcatError as exc:
         raise ProdcatError(f"{flag}: {exc}") from None
-    import torch
-
-    kind, _, index = value.partition(":")
-    backend = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None), "mps": torch.backends.mps}[kind]
-    count = (backend.device_count() if kind != "mps" else 1) if backend is not None and backend.is_available() else 0
-    if not count:
-        raise ProdcatError(f"{flag} {value}: no {kind} device is available here; use --device cpu")
-    if index and int(index) >= count:
-        raise ProdcatError(f"{flag} {value}: this machine has {count} {kind} device(s), {kind}:0 to {kind}:{count - 1}")
-    return value

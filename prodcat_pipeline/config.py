@@ -78,12 +78,24 @@ class EncoderConfig(_Section):
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
     normalize: bool = True  # L2-normalise vectors before caching
     trust_remote_code: bool = False  # let a model folder / hub repo run code it ships (off: such a model is refused)
-    workers: int | None = Field(None, ge=1, le=256)  # encoding processes; None = one per core for USE on CPU
+    workers: int | None = Field(None, ge=1, le=4096)  # encoding processes (Ray: actors); None = one per core / GPU
+    # where stage one runs: local = this machine's processes; ray = a Ray Data actor pool (pip install "prodcat[ray]")
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # engine ray: None = start Ray on this machine; auto; ray://host:10001; host:6379
+    gpus_per_worker: float | None = Field(None, ge=0, le=64)  # engine ray: None = 1 when the cluster has GPUs, else 0
+    devices: str | None = None  # local engine, one process per device: "cuda:0,cuda:1", "cpu,cpu" or "all" (CUDA)
 
     @field_validator("device")
     @classmethod
     def _device(cls, v):
         return _check_device(v)
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, v):
+        if v is not None and (not v.strip() or any(c.isspace() for c in v) or len(v) > 300):
+            raise ValueError(f"ray address {v[:40]!r} is not an address: use auto, ray://host:10001 or host:6379")
+        return v
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -367,27 +379,14 @@ def load_config(source: str | os.PathLike | dict | None = None, overrides: dict 
     """
     import copy
 
+    from .config_yaml import apply_overrides, read_yaml
+
     if isinstance(source, dict):
         raw, source = copy.deepcopy(source), "config"
     else:
-        from .config_yaml import read_yaml
-
         raw = read_yaml(source) if source is not None else {}
         source = str(source) if source is not None else "config"
-    flags: dict = {}
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if dotted.startswith("train."):
-            flags[dotted.removeprefix("train.")] = value
-            continue
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ProdcatError(f"{source}: key '{p}' must be a mapping")
-        node[leaf] = value
+    flags = apply_overrides(raw, overrides or {}, source)
     yaml_train = raw.pop("train", None) or {}
     if not isinstance(yaml_train, dict):
         raise ProdcatError(f"{source}: key 'train' must be a mapping of train settings")

@@ -1,4 +1,4 @@
-"""pipeline.yaml on disk: read safely (size and alias-expansion limits) and written back as YAML."""
+"""pipeline.yaml on disk: read safely (size and alias-expansion limits), overridden by flags, written back as YAML."""
 
 from __future__ import annotations
 
@@ -58,3 +58,23 @@ def to_yaml(config) -> str:
     import yaml
 
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def apply_overrides(raw: dict, overrides: dict, source: str) -> dict:
+    """Write dotted `overrides` ({"data.path": ...}; None values skipped) into the document `raw`, except the
+    train.* ones, which are returned (flags are layered over the head's defaults later)."""
+    flags: dict = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        if dotted.startswith("train."):
+            flags[dotted.removeprefix("train.")] = value
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ProdcatError(f"{source}: key '{p}' must be a mapping")
+        node[leaf] = value
+    return flags

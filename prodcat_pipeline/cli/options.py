@@ -74,7 +74,15 @@ EMBED = [
     _opt("device", "encoder.device", str, "--device", help="cpu, cuda, cuda:N (default: CUDA when present).",
          panel="Encoder and cache"),
     _opt("workers", "encoder.workers", int, "--workers", panel="Encoder and cache",
-         help="Encoding processes (default: one per core for use-multilingual)."),
+         help="Encoding processes, or Ray actors (default: one per core for use-multilingual; Ray: per CPU/GPU)."),
+    _opt("devices", "encoder.devices", str, "--devices", panel="Encoder and cache",
+         help="Several devices, one process each owning whole shards: cuda:0,cuda:1 or all (every CUDA device)."),
+    _opt("engine", "encoder.engine", str, "--engine", panel="Scale-out",
+         help="local (default: this machine) or ray (a Ray Data actor pool; pip install \"prodcat[ray]\")."),
+    _opt("address", "encoder.ray_address", str, "--address", panel="Scale-out",
+         help="Ray cluster for --engine ray: auto, ray://host:10001 or host:6379 (default: start Ray here)."),
+    _opt("gpus_per_worker", "encoder.gpus_per_worker", float, "--gpus-per-worker", panel="Scale-out",
+         help="GPUs per Ray actor, e.g. 1 or 0.5 (default: 1 when the cluster has GPUs, else 0)."),
 ]  # fmt: skip
 KNN = [
     _opt("k", "knn.k", int, "--k", help="Neighbours that vote (default: chosen on validation).", panel="k-NN"),

@@ -3,15 +3,12 @@ multi-process pool, one process per device, each encoding whole shards."""
 
 from __future__ import annotations
 
-import logging
 import os
 
 import numpy as np
 
-from .encoders import resolve_device
+from .encoders import resolve_device, set_use_threads
 from .errors import ProdcatError
-
-log = logging.getLogger(__name__)
 
 
 def parse_devices(spec: str) -> list[str]:
@@ -30,19 +27,14 @@ def parse_devices(spec: str) -> list[str]:
 
 
 class DevicePool:
-    """`model` on one process per device for the `with` block; `encode(shards)` hands each worker whole shards
-    (one chunk = one shard) and returns their vectors in order."""
+    """`model` on one process per device for the `with` block; `encode` hands each worker whole shards."""
 
     def __init__(self, model, devices: list[str], **encode_kwargs):
         self.model, self.devices, self.kwargs, self.pool = model, devices, encode_kwargs, None
 
     def __enter__(self) -> DevicePool:
-        cpu_workers = sum(d == "cpu" for d in self.devices)
-        for module in self.model:
-            if hasattr(module, "threads"):  # the numpy USE module runs on CPUs whatever the device: share them
-                module.threads, module._use = max(1, (os.cpu_count() or 1) // len(self.devices)), None
-        if cpu_workers:
-            log.info("%d of %d encoding processes run on the CPU", cpu_workers, len(self.devices))
+        # the numpy USE module runs on CPUs whatever the device: the processes share the cores
+        set_use_threads(self.model, max(1, (os.cpu_count() or 1) // len(self.devices)))
         self.pool = self.model.start_multi_process_pool(self.devices)
         return self
 
@@ -52,18 +44,16 @@ class DevicePool:
             self.pool = None
         return False
 
-    def encode(self, shards: list[list[str]]) -> list[np.ndarray]:
-        texts = [t for shard in shards for t in shard]
+    def encode(self, texts: list[str], *, shard_size: int) -> np.ndarray:
+        """Vectors of `texts`, a run of whole shards (all full but the last): chunk i of the pool = shard i."""
         try:
-            vectors = self.model.encode(
+            return self.model.encode(
                 texts,
                 pool=self.pool,
-                chunk_size=max(len(s) for s in shards),  # all but the last shard are full: chunk i = shard i
+                chunk_size=shard_size,
                 convert_to_numpy=True,
                 show_progress_bar=False,
                 **self.kwargs,
             )
         except RuntimeError as exc:  # a worker died (out of memory, killed): sentence-transformers says which
             raise ProdcatError(f"an encoding process failed: {str(exc).splitlines()[0]}") from exc
-        bounds = np.cumsum([0, *(len(s) for s in shards)])
-        return [vectors[bounds[i] : bounds[i + 1]] for i in range(len(shards))]

@@ -18,7 +18,7 @@ from .config import PipelineConfig, encoder_names
 from .data import Dataset, load_dataset
 from .device_pool import DevicePool, parse_devices
 from .encode_pool import encode_piece, encode_workers, encoder_pool
-from .encoders import identify, load_encoder, resolve_device
+from .encoders import embedding_dim, identify, load_encoder, resolve_device
 from .errors import CacheCorrupt, ProdcatError
 from .locks import folder_lock
 from .progress import progress_bar
@@ -303,8 +303,7 @@ class _Encoding:
         device = devices[0] if devices else resolve_device(config.encoder.device or config.train.device)
         model = load_encoder(config.encoder.model, device=device, precision=config.encoder.precision,
                              trust_remote_code=config.encoder.trust_remote_code)  # fmt: skip
-        dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self.dim = dim = dim_fn()
+        self.dim = dim = embedding_dim(model)
         if store.manifest["dim"] is None:
             store.manifest["dim"] = int(dim)
             store.manifest["encoder"]["device"] = ",".join(devices) if devices else device
@@ -329,8 +328,7 @@ class _Encoding:
 
     def __call__(self, texts: list[str], dtype, advance) -> np.ndarray:
         if isinstance(self.pool, DevicePool):
-            size = self.config.cache.shard_size
-            out = np.concatenate(self.pool.encode([texts[s : s + size] for s in range(0, len(texts), size)]))
+            out = self.pool.encode(texts, shard_size=self.config.cache.shard_size)
             advance(len(texts))
             return out.astype(dtype, copy=False)
         out = np.empty((len(texts), self.dim), dtype=dtype)

@@ -53,10 +53,10 @@ def encode_piece(piece):
 def _init_worker() -> None:
     import torch
 
+    from .encoders import set_use_threads
+
     torch.set_num_threads(1)
-    for module in _WORKER_MODEL if hasattr(_WORKER_MODEL, "__iter__") else []:
-        if hasattr(module, "threads"):  # the USE module: one BLAS thread per worker, backend built here
-            module.threads, module._use = 1, None
+    set_use_threads(_WORKER_MODEL, 1)  # one BLAS thread per worker, the USE backend built here
 
 
 class encoder_pool:  # noqa: N801 - used as a context manager like a function

@@ -151,6 +151,19 @@ def load_encoder(
     return model
 
 
+def embedding_dim(model) -> int:
+    """A SentenceTransformer's vector width (the getter's name changed in sentence-transformers 5)."""
+    return int((getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)())
+
+
+def set_use_threads(model, threads: int) -> None:
+    """Give the numpy USE module of `model`, if it has one, `threads` BLAS threads (its backend is rebuilt
+    on first use, so this also works in a freshly forked or spawned process)."""
+    for module in model if hasattr(model, "__iter__") else []:
+        if hasattr(module, "threads"):
+            module.threads, module._use = threads, None
+
+
 # modules.json types prodcat builds itself, from its own installed code (never from the model folder)
 OWN_MODULES = ("prodcat_pipeline.use_module.UniversalSentenceEncoder",)
 MAX_MODULES_JSON = 1 << 20

@@ -22,6 +22,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
+
 from .config import PipelineConfig
 from .errors import CacheCorrupt, ProdcatError
 from .progress import progress_bar
@@ -89,7 +91,6 @@ def encode_on_ray(
             workers = len(starts)
         spec = _actor_spec(store, config, gpus)
         log.info("Ray engine: %d shards on %d actors (%s GPU each)", len(starts), workers, gpus)
-        import pyarrow as pa
         from ray.data import ActorPoolStrategy, DataContext
 
         DataContext.get_current().enable_progress_bars = False  # prodcat draws its own bar, in titles
@@ -98,10 +99,9 @@ def encode_on_ray(
             pa.table({"shard": [first + i], "text": [texts[s : s + size]], "text_hash": [hashes[s : s + size]]})
             for i, s in enumerate(starts)
         ]
-        quiet = _quiet("ray.data", logging.WARNING)  # not a line per dataset execution
         encoded = ray.data.from_arrow(blocks).map_batches(
-            type("ShardEncoder", (ShardEncoder,), {"spec": spec}),  # the settings travel with the class: a
-            # restarted actor needs nothing from the object store
+            ShardEncoder,
+            fn_constructor_args=(spec,),
             batch_size=1,  # one block = one shard per call
             batch_format="pyarrow",
             compute=ActorPoolStrategy(size=workers),
@@ -109,7 +109,10 @@ def encode_on_ray(
             num_gpus=gpus or None,
         )
         waiting: dict[int, dict] = {}  # finished shards whose predecessors are still being encoded
-        with quiet, progress_bar(len(texts), "embed (ray)", "titles", show_progress) as advance:
+        with (
+            _quiet("ray.data", logging.WARNING),  # not a line per dataset execution
+            progress_bar(len(texts), "embed (ray)", "titles", show_progress) as advance,
+        ):
             try:
                 for row in encoded.iter_rows():
                     entry = json.loads(row["entry"])
@@ -132,14 +135,12 @@ def encode_on_ray(
 class ShardEncoder:
     """A Ray actor: loads the encoder once, then encodes each shard it is handed and writes its files."""
 
-    spec: dict = {}  # set on the subclass that encode_on_ray hands to Ray (see _actor_spec)
-
-    def __init__(self):
+    def __init__(self, spec: dict):
         import torch
 
-        from .encoders import identify, load_encoder
+        from .encoders import embedding_dim, identify, load_encoder, set_use_threads
 
-        spec = self.spec
+        self.spec = spec
         threads = spec["threads"]
         torch.set_num_threads(threads)
         fingerprint = identify(spec["model"]).fingerprint
@@ -154,11 +155,8 @@ class ShardEncoder:
             precision=spec["precision"],
             trust_remote_code=spec["trust_remote_code"],
         )
-        for module in self.model:
-            if hasattr(module, "threads"):  # the numpy USE module: as many BLAS threads as this actor's CPUs
-                module.threads, module._use = threads, None
-        dim_fn = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(dim_fn())
+        set_use_threads(self.model, threads)  # the numpy USE module: as many BLAS threads as this actor's CPUs
+        self.dim = embedding_dim(self.model)
         if spec["dim"] is not None and spec["dim"] != self.dim:
             raise CacheCorrupt(
                 f"encoder gives {self.dim}-d vectors but the cache at {spec['folder']} holds {spec['dim']}-d; "

@@ -231,19 +231,18 @@ def test_devices_all_without_cuda_is_one_line_before_any_work(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_devices_group_whole_shards_per_worker():
-    """DevicePool hands the pool one chunk per shard and splits the vectors back at the shard boundaries."""
+def test_devices_pool_hands_each_worker_whole_shards():
+    """DevicePool asks sentence-transformers' pool for chunks of one shard each, with the encode settings."""
     from prodcat_pipeline.device_pool import DevicePool
 
     calls = []
 
     class Model(list):  # a model without modules; encode records how it was asked to chunk
-        def encode(self, texts, *, pool, chunk_size, **kwargs):
-            calls.append((len(texts), chunk_size, pool))
-            return np.arange(len(texts), dtype=np.float32)[:, None]
+        def encode(self, texts, **kwargs):
+            calls.append((len(texts), kwargs["chunk_size"], kwargs["pool"], kwargs["batch_size"]))
+            return np.zeros((len(texts), 2), np.float32)
 
     pool = DevicePool(Model(), ["cpu", "cpu"], batch_size=8)
     pool.pool = "the pool"
-    out = pool.encode([["a"] * 4, ["b"] * 4, ["c"] * 3])
-    assert calls == [(11, 4, "the pool")]
-    assert [v[:, 0].tolist() for v in out] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
+    assert pool.encode(["t"] * 11, shard_size=4).shape == (11, 2)
+    assert calls == [(11, 4, "the pool", 8)]

@@ -303,15 +303,8 @@ class _Encoding:
         device = devices[0] if devices else resolve_device(config.encoder.device or config.train.device)
         model = load_encoder(config.encoder.model, device=device, precision=config.encoder.precision,
                              trust_remote_code=config.encoder.trust_remote_code)  # fmt: skip
-        self.dim = dim = embedding_dim(model)
-        if store.manifest["dim"] is None:
-            store.manifest["dim"] = int(dim)
-            store.manifest["encoder"]["device"] = ",".join(devices) if devices else device
-        elif store.manifest["dim"] != dim:
-            raise CacheCorrupt(
-                f"encoder gives {dim}-d vectors but the cache at {store.folder} holds {store.manifest['dim']}-d; "
-                "delete it to rebuild"
-            )
+        self.dim = embedding_dim(model)
+        store.record_dim(self.dim, ",".join(devices) if devices else device)
         self.step = max(config.encoder.batch_size * 8, 1)
         self.kwargs = {"batch_size": config.encoder.batch_size, "normalize_embeddings": config.encoder.normalize}
         if devices:

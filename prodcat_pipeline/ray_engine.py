@@ -25,10 +25,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from .config import PipelineConfig
-from .errors import CacheCorrupt, ProdcatError
+from .errors import ProdcatError
 from .progress import progress_bar
 from .shard_writer import write_shard
-from .store import VectorStore
+from .store import VectorStore, check_dim
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,7 @@ class ShardEncoder:
         )
         set_use_threads(self.model, threads)  # the numpy USE module: as many BLAS threads as this actor's CPUs
         self.dim = embedding_dim(self.model)
-        if spec["dim"] is not None and spec["dim"] != self.dim:
-            raise CacheCorrupt(
-                f"encoder gives {self.dim}-d vectors but the cache at {spec['folder']} holds {spec['dim']}-d; "
-                "delete it to rebuild"
-            )
+        check_dim(spec["folder"], spec["dim"], self.dim)  # before a shard file of the wrong width is written
 
     def __call__(self, batch):
         spec, entries, seconds = self.spec, [], []
@@ -239,13 +235,7 @@ def _workers(ray, config: PipelineConfig, gpus: float) -> int:
 def _check_entry(store: VectorStore, entry: dict, row: dict) -> None:
     """A returned shard is the right width and visible from here (the cache must be on storage that every
     node shares: a worker's files that this machine cannot see would leave a manifest listing nothing)."""
-    dim = int(row["dim"])
-    if store.manifest["dim"] is None:
-        store.manifest["dim"] = dim
-        store.manifest["encoder"]["device"] = "ray"
-    elif store.manifest["dim"] != dim:
-        raise CacheCorrupt(f"a Ray worker gave {dim}-d vectors but the cache at {store.folder} holds "
-                           f"{store.manifest['dim']}-d")  # fmt: skip
+    store.record_dim(int(row["dim"]), "ray")
     for name in (entry["emb"], entry["meta"]):
         if not (store.folder / name).is_file():
             raise ProdcatError(

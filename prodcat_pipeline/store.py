@@ -156,6 +156,14 @@ def _is_name(value) -> bool:
     )
 
 
+def check_dim(folder, cache_dim: int | None, dim: int) -> None:
+    """Refuse vectors of `dim` for a cache holding `cache_dim`-d ones (None: a new cache takes any)."""
+    if cache_dim is not None and cache_dim != dim:
+        raise CacheCorrupt(
+            f"encoder gives {dim}-d vectors but the cache at {folder} holds {cache_dim}-d; delete it to rebuild"
+        )
+
+
 def manifest_checksum(manifest: dict) -> str:
     """xxh3-128 of the manifest's content without its own checksum field (keys sorted)."""
     import xxhash
@@ -257,6 +265,13 @@ class VectorStore:
                 else f"delete the folder {self.folder} and run `prodcat embed` to rebuild it"
             )
             raise CacheCorrupt(f"cache file {self.folder / name} is corrupt ({why}); {fix}")
+
+    def record_dim(self, dim: int, device: str) -> None:
+        """The first encoder's vector width (and where it ran) go into a new cache; another width is refused."""
+        if self.manifest["dim"] is None:
+            self.manifest["dim"] = int(dim)
+            self.manifest["encoder"]["device"] = device
+        check_dim(self.folder, self.manifest["dim"], dim)
 
     @property
     def n_vectors(self) -> int:
